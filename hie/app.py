@@ -1,0 +1,60 @@
+"""The composition root for HTTP: one Starlette ASGI application carrying every SOAP endpoint of
+CONTRACT.md, ``GET /healthz`` and ``GET /metrics``.  Only this module (and ``hie.cli`` /
+``hie.server``) imports the actor packages to assemble them (DESIGN.md, "Dependencies point one
+way")."""
+from __future__ import annotations
+
+import socket
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from hie.node import Node
+from hie.soap_http import SoapService
+
+
+def soap_services(node: Node) -> list[SoapService]:
+    from xds_registry.service import OPERATIONS as REGISTRY
+    from xds_repository.service import OPERATIONS as REPOSITORY
+    return [
+        SoapService(node, "/xds/registry", "DocumentRegistry", REGISTRY),
+        SoapService(node, "/xds/repository", "DocumentRepository", REPOSITORY),
+    ]
+
+
+def _accepts(host: str, port: int) -> bool:
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def create_app(node: Node) -> Starlette:
+    async def healthz(request: Request) -> JSONResponse:
+        listeners = {name: f"{h}:{p}" for name, (h, p) in node.listeners.items()}
+        ok = bool(node.listeners) and all(_accepts(h, p) for h, p in node.listeners.values())
+        try:
+            with node.db.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            db_ok = True
+        except Exception:
+            db_ok = False
+        status = "ok" if ok and db_ok else "starting" if db_ok else "database unavailable"
+        return JSONResponse({"status": status, "listeners": listeners, "database": db_ok,
+                             "home_community_id": node.settings.home_community_id,
+                             "repository_unique_id": node.settings.repository_unique_id},
+                            status_code=200 if ok and db_ok else 503)
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(node.metrics.render(),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes: list = [Route("/healthz", healthz), Route("/metrics", metrics)]
+    for service in soap_services(node):
+        routes.extend(service.routes())
+    return Starlette(routes=routes)

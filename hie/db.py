@@ -1,0 +1,99 @@
+"""The node's database: one SQLAlchemy 2 ``MetaData`` shared by every actor, an engine factory for
+the embedded SQLite default and for PostgreSQL (psycopg 3), and the unit of work.
+
+Every actor package declares its tables in its own ``tables.py`` against :data:`metadata`; the
+Alembic migrations in ``hie/migrations`` create them.  A transaction handler receives a
+:class:`Database` and does all its writes inside one ``db.begin()`` block, so a submission is
+stored completely or not at all (DESIGN.md principle 5).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def create_engine(url: str, **kw) -> Engine:
+    """An engine for ``url``.  ``postgresql://`` URLs are routed to psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                  **kw)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLite's own BEGIN is deferred; take the write lock at the start of a unit of work so
+        # two concurrent writers queue instead of failing with "database is locked".
+        @sa.event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _record):  # pragma: no cover - driver hook
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # pragma: no cover - driver hook
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write", True) else "BEGIN")
+        return engine
+    kw.setdefault("pool_size", 20)
+    kw.setdefault("max_overflow", 40)
+    kw.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kw)
+
+
+class Database:
+    """Engine plus the unit-of-work helpers the handlers use."""
+
+    def __init__(self, url: str, **engine_kw):
+        self.url = url
+        self.engine = create_engine(url, **engine_kw)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write unit of work: committed when the block ends, rolled back on any exception."""
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only unit of work (on SQLite it does not take the write lock)."""
+        with self.engine.connect() as conn:
+            conn.info["write"] = False
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def all_tables_imported() -> sa.MetaData:
+    """Import every actor's ``tables`` module so :data:`metadata` knows all tables."""
+    import importlib
+    import importlib.util
+    for mod in ("hie.tables", "xds_registry.tables", "xds_repository.tables", "pix_pdq.tables"):
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod)
+    return metadata
