@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,18 +47,82 @@ class AuditEvent:
 
 
 class DatabaseSink:
-    def __init__(self, db: Database):
+    """Writes audit events to the ``audit_event`` table in batches.
+
+    ``__call__`` only queues the event (the transaction is not slowed by an extra commit); a
+    writer thread inserts what has queued, at least every ``interval`` seconds, in one statement.
+    ``flush()`` writes everything queued so far and is called on shutdown, so a clean stop loses
+    nothing.  Without a running writer (``start()`` not called) every event is written at once.
+    """
+
+    def __init__(self, db: Database, interval: float = 0.2, max_batch: int = 2000):
         self.db = db
+        self.interval = interval
+        self.max_batch = max_batch
+        self._queue: list[dict] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _row(event: AuditEvent) -> dict:
+        return dict(time=event.time, transaction=event.transaction, event=event.event,
+                    actor=event.actor, remote_addr=event.remote_addr, principal=event.principal,
+                    patient_id=(event.patient_id or "")[:256] or None,
+                    object_ids=json.dumps(list(event.object_ids), ensure_ascii=False),
+                    outcome=event.outcome, message_id=event.message_id,
+                    duration_ms=event.duration_ms, detail=event.detail or None)
 
     def __call__(self, event: AuditEvent) -> None:
+        row = self._row(event)
+        if self._thread is None:
+            self._write([row])
+            return
+        with self._lock:
+            self._queue.append(row)
+            full = len(self._queue) >= self.max_batch
+        if full:
+            self._wake.set()
+
+    def _write(self, rows: list[dict]) -> None:
         with self.db.begin() as conn:
-            conn.execute(audit_event.insert().values(
-                time=event.time, transaction=event.transaction, event=event.event,
-                actor=event.actor, remote_addr=event.remote_addr, principal=event.principal,
-                patient_id=(event.patient_id or "")[:256] or None,
-                object_ids=json.dumps(list(event.object_ids), ensure_ascii=False),
-                outcome=event.outcome, message_id=event.message_id,
-                duration_ms=event.duration_ms, detail=event.detail or None))
+            conn.execute(audit_event.insert(), rows)
+
+    def flush(self) -> None:
+        while True:
+            with self._lock:
+                rows, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            if not rows:
+                return
+            try:
+                self._write(rows)
+            except Exception:
+                log.exception("audit: could not write %d event(s); kept for the next try",
+                              len(rows))
+                with self._lock:
+                    self._queue[:0] = rows
+                return
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="hie-audit", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(10)
+            self._thread = None
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
 
 
 @dataclass
@@ -73,6 +138,20 @@ class Audit:
         event = AuditEvent.from_context(ctx, duration_ms)
         self.emit(event)
         return event
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            if hasattr(sink, "start"):
+                sink.start()
+
+    def stop(self) -> None:
+        """Stop background writers and flush what they hold (called on shutdown)."""
+        for sink in self.sinks:
+            if hasattr(sink, "stop"):
+                try:
+                    sink.stop()
+                except Exception:
+                    log.exception("audit sink %r failed to stop", sink)
 
     def emit(self, event: AuditEvent) -> None:
         for sink in self.sinks:

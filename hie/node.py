@@ -36,6 +36,12 @@ class Node:
         # name -> (host, port) of every listener, filled in by the server once bound
         self.listeners: dict[str, tuple[str, int]] = {}
 
+    def start(self) -> None:
+        """Start the background workers (outbox delivery, batched audit writer)."""
+        self.outbox.start()
+        self.audit.start()
+
     def close(self) -> None:
         self.outbox.stop()
+        self.audit.stop()
         self.db.dispose()

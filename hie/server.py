@@ -68,7 +68,7 @@ class NodeServer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self.request_stop)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 pass
         http_task = asyncio.create_task(self.http.serve(sockets=[http_sock]))
         while not self.http.started and not http_task.done():
@@ -79,7 +79,7 @@ class NodeServer:
         node.listeners["http"] = announce("http", http_sock)
         self.mllp = await start_mllp(node, s.mllp_bind, s.mllp_port)
         node.listeners["mllp"] = announce("mllp", self.mllp.address)
-        node.outbox.start()
+        node.start()
         log.info("HIE node ready: home community %s, repository %s, affinity domain %s",
                  s.home_community_id, s.repository_unique_id, s.affinity_domain)
         stop_task = asyncio.create_task(self._stopping.wait())
