@@ -8,7 +8,7 @@ import socket
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hie.node import Node
@@ -34,6 +34,25 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
+def bench_routes() -> list[Route]:
+    """The benchmarks' floor (HIE_BENCH_ENDPOINTS=true only): the cheapest possible request of
+    the same size through the same server stack — a static body of ``?size=`` bytes, and an
+    upload that is read to the end and answered with a static body."""
+    cache: dict[int, bytes] = {}
+
+    async def static(request: Request) -> Response:
+        size = int(request.query_params.get("size", "1000"))
+        body = cache.get(size)
+        if body is None:
+            body = cache.setdefault(size, b"x" * size)
+        if request.method == "POST":
+            async for _ in request.stream():
+                pass
+        return Response(body, media_type="application/soap+xml")
+
+    return [Route("/bench/static", static, methods=["GET", "POST"])]
+
+
 def create_app(node: Node) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         listeners = {name: f"{h}:{p}" for name, (h, p) in node.listeners.items()}
@@ -55,6 +74,8 @@ def create_app(node: Node) -> Starlette:
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes: list = [Route("/healthz", healthz), Route("/metrics", metrics)]
+    if node.settings.bench_endpoints:
+        routes.extend(bench_routes())
     for service in soap_services(node):
         routes.extend(service.routes())
     return Starlette(routes=routes)

@@ -60,7 +60,7 @@ class NodeServer:
         app = create_app(node)
         http_sock = _bind(s.http_host, s.http_port)
         config = uvicorn.Config(app, log_level=s.log_level.lower(), access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=10,
+                                lifespan="off", timeout_graceful_shutdown=10, log_config=None,
                                 limit_concurrency=None, backlog=2048, server_header=False)
         self.http = uvicorn.Server(config)
         self.http.install_signal_handlers = lambda: None  # we handle signals ourselves

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,6 +70,8 @@ class Settings:
     outbox_max_attempts: int = 12
     log_level: str = "INFO"
     http_workers: int = 1
+    forward_registry_url: str = ""  # upstream registry that receives every ITI-42 (via outbox)
+    bench_endpoints: bool = False  # /bench/static and /bench/upload: the benchmarks' floor
 
     @property
     def database(self) -> str:
@@ -98,6 +100,7 @@ _CONVERT = {
     "spool_threshold": int,
     "outbox_max_attempts": int,
     "http_workers": int,
+    "bench_endpoints": _bool,
     "dicom_peers": lambda v: tuple(Peer.parse(p) for p in (v if isinstance(v, list) else str(v).split(",")) if str(p).strip()),
 }
 
@@ -168,4 +171,4 @@ def _replace(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
 
 
-__all__ = ["Settings", "Peer", "load_settings", "uuid_oid", "field"]
+__all__ = ["Settings", "Peer", "load_settings", "uuid_oid"]

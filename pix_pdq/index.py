@@ -1,0 +1,280 @@
+"""The patient index: record identities fed by Patient Identity Sources and answer "is this
+patient known?" (ITI TF-2a 3.8.4.1.3 expected actions of the Document Registry / PIX Manager;
+ITI TF-2x Appendix E for the CX data type of patient identifiers; XDS ``XDSUnknownPatientId``,
+ITI TF-3 Table 4.2.4.1-2).
+
+Functions take a SQLAlchemy connection inside the caller's unit of work, so a feed message is
+applied completely or not at all.  No matching yet: a person is found only through one of its
+identifiers; identifiers of different persons fed together are reported as conflicts and left
+where they are, for the linking a later issue adds.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hie.hl7v2 import DEFAULT_DELIMITERS, Field
+from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """A patient identifier (HL7 CX): ``value`` (CX-1) in the domain of an assigning authority
+    (CX-4: ``namespace`` &``oid``&``oid_type``), with identifier type code ``id_type`` (CX-5)."""
+
+    value: str
+    oid: str = ""
+    namespace: str = ""
+    oid_type: str = ""
+    id_type: str = ""
+
+    @property
+    def domain(self) -> str:
+        """The key of the identifier's domain: the universal id, else the namespace id."""
+        return self.oid or self.namespace
+
+    @property
+    def domain_type(self) -> str:
+        return self.oid_type if self.oid else ""
+
+    @classmethod
+    def from_field(cls, f: Field, rep: int = 1) -> "Identifier":
+        """From repetition ``rep`` of a CX field (e.g. PID-3)."""
+        return cls(value=f.value(rep, 1).strip(), namespace=f.value(rep, 4, 1).strip(),
+                   oid=f.value(rep, 4, 2).strip(), oid_type=f.value(rep, 4, 3).strip(),
+                   id_type=f.value(rep, 5).strip())
+
+    @classmethod
+    def parse(cls, cx: str) -> "Identifier":
+        """From a CX string as XDS writes it, ``id^^^&oid&ISO`` (HL7 default delimiters)."""
+        return cls.from_field(Field.parse(cx.strip(), DEFAULT_DELIMITERS))
+
+    @property
+    def cx(self) -> str:
+        """The CX string ``id^^^namespace&oid&ISO`` (ITI TF-3 4.2.3.2.16 form)."""
+        aa = (self.namespace, self.oid, self.oid_type) if self.domain else None
+        return Field.of((self.value, None, None, aa)).encode(DEFAULT_DELIMITERS)
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    enterprise_id: str | None
+    status: str
+    name: str | None
+    family_name: str | None
+    given_name: str | None
+    birth_date: str | None
+    sex: str | None
+    demographics: dict[str, Any]
+    identifiers: tuple[Identifier, ...]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What :func:`record_identity` did: the person, whether it was created, the identifiers
+    added to it, and identifiers left alone because they already belong to another person."""
+
+    person_id: int
+    created: bool
+    added: tuple[Identifier, ...] = ()
+    conflicts: tuple[tuple[Identifier, int], ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# demographics columns
+# --------------------------------------------------------------------------------------------
+
+def _is_cjk(text: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or ch >= "\U00020000"
+               for ch in text)
+
+
+def display_name(family: str, given: str) -> str:
+    """``张三`` for Chinese names (no blank), ``ZHANG SAN`` otherwise (family name first)."""
+    family, given = family.strip(), given.strip()
+    if not family or not given:
+        return family or given
+    sep = "" if _is_cjk(family) or _is_cjk(given) else " "
+    return f"{family}{sep}{given}"
+
+
+def _columns(demo: Mapping[str, Any]) -> dict[str, Any]:
+    names = demo.get("names") or []
+    primary: Mapping[str, Any] = {}
+    for n in names:  # the legal name (XPN-7 = L) first, else the first one
+        if n.get("type") == "L":
+            primary = n
+            break
+    if not primary and names:
+        primary = names[0]
+    family, given = primary.get("family", ""), primary.get("given", "")
+    birth = (demo.get("birth_time") or "")[:8]
+    sex = (demo.get("sex") or "")[:1]
+    return {"name": display_name(family, given)[:256] or None,
+            "family_name": family[:128] or None, "given_name": given[:128] or None,
+            "birth_date": birth or None, "sex": sex or None}
+
+
+def merge_demographics(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """HL7 v2 update semantics (v2.5 2.5.3 / 2.6): an attribute not sent keeps its value, one
+    sent as the null value (here: None) is deleted, any other replaces it."""
+    out = dict(old)
+    for key, value in new.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# queries
+# --------------------------------------------------------------------------------------------
+
+def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str], int]:
+    keys = {(i.domain, i.value) for i in ids}
+    if not keys:
+        return {}
+    rows = conn.execute(sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
+        sa.tuple_(t_id.c.domain_oid, t_id.c.value).in_(sorted(keys)))).all()
+    return {(r.domain_oid, r.value): r.person_id for r in rows}
+
+
+def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
+    """True when the CX ``id^^^&oid&ISO`` is a recorded, active identifier of an active person
+    (the XDS registry's ``XDSUnknownPatientId`` check).  With ``domain`` (e.g. the affinity
+    domain OID) only identifiers of that assigning authority count: the index also keeps local
+    identifiers, which an XDS registry must not accept (ITI TF-2a 3.8.4.1.3)."""
+    try:
+        ident = Identifier.parse(cx)
+    except Exception:  # noqa: BLE001 - a malformed CX is simply not known
+        return False
+    if not ident.value or not ident.domain:
+        return False
+    if domain is not None and ident.domain != domain:
+        return False
+    row = conn.execute(
+        sa.select(t_id.c.id).select_from(t_id.join(t_person, t_person.c.id == t_id.c.person_id))
+        .where(t_id.c.domain_oid == ident.domain, t_id.c.value == ident.value,
+               t_id.c.status == ACTIVE, t_person.c.status == ACTIVE).limit(1)).first()
+    return row is not None
+
+
+def find_person(conn: Connection, ident: Identifier) -> int | None:
+    """The id of the person holding ``ident``, None if it is not recorded."""
+    return conn.execute(sa.select(t_id.c.person_id).where(
+        t_id.c.domain_oid == ident.domain, t_id.c.value == ident.value)).scalar()
+
+
+def get_person(conn: Connection, person_id: int) -> Person | None:
+    row = conn.execute(sa.select(t_person).where(t_person.c.id == person_id)).first()
+    if row is None:
+        return None
+    ids = conn.execute(sa.select(t_id).where(t_id.c.person_id == person_id)
+                       .order_by(t_id.c.id)).all()
+    return Person(
+        id=row.id, enterprise_id=row.enterprise_id, status=row.status, name=row.name,
+        family_name=row.family_name, given_name=row.given_name, birth_date=row.birth_date,
+        sex=row.sex, demographics=dict(row.demographics or {}),
+        identifiers=tuple(_from_row(i) for i in ids))
+
+
+def _from_row(row: Any) -> Identifier:
+    namespace_only = not row.domain_type and row.domain_oid == row.domain_namespace
+    return Identifier(value=row.value, oid="" if namespace_only else row.domain_oid,
+                      namespace=row.domain_namespace, oid_type=row.domain_type,
+                      id_type=row.id_type)
+
+
+# --------------------------------------------------------------------------------------------
+# recording
+# --------------------------------------------------------------------------------------------
+
+def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence[Identifier],
+                   owners: Mapping[tuple[str, str], int]) -> int | None:
+    """The person the identifiers are recorded for: the holder of the affinity-domain
+    identifier; else the holder of another identifier, unless the message brings an
+    affinity-domain identifier and that holder already has a different one (then a new person:
+    one person never gets two enterprise ids without the linking a later issue adds)."""
+    for ident in anchor:
+        owner = owners.get((ident.domain, ident.value))
+        if owner is not None:
+            return owner
+    for ident in ids:
+        owner = owners.get((ident.domain, ident.value))
+        if owner is None:
+            continue
+        if not anchor:
+            return owner
+        eid = conn.execute(sa.select(t_person.c.enterprise_id)
+                           .where(t_person.c.id == owner)).scalar()
+        if eid is None:
+            return owner
+    return None
+
+
+def record_identity(conn: Connection, identifiers: Sequence[Identifier],
+                    demographics: Mapping[str, Any] | None = None, *,
+                    affinity_domain: str = "", now: dt.datetime | None = None) -> RecordResult:
+    """Record that ``identifiers`` name one person with ``demographics`` (merged into what is
+    known, see :func:`merge_demographics`).
+
+    The person is the one already holding the affinity-domain identifier, else the one holding
+    the first recorded identifier (if it has no other enterprise id), else a new person.  Identifiers not yet recorded are added to
+    it; identifiers recorded for a *different* person are left there and reported in
+    :attr:`RecordResult.conflicts`.  Every identifier needs a value and a domain (ValueError).
+    Concurrent writers may make the inserts fail with an IntegrityError: the caller retries its
+    unit of work.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    unique: list[Identifier] = []
+    seen: set[tuple[str, str]] = set()
+    for ident in identifiers:
+        if not ident.value or not ident.domain:
+            raise ValueError(f"identifier without value or assigning authority: {ident.cx}")
+        if (ident.domain, ident.value) not in seen:
+            seen.add((ident.domain, ident.value))
+            unique.append(ident)
+    if not unique:
+        raise ValueError("record_identity needs at least one identifier")
+    owners = _lookup(conn, unique)
+    anchor = [i for i in unique if affinity_domain and i.oid == affinity_domain]
+    enterprise_id = anchor[0].value if anchor else None
+    person_id = _choose_person(conn, unique, anchor, owners)
+    created = person_id is None
+    demo_new = dict(demographics or {})
+    if created:
+        demo = merge_demographics({}, demo_new)
+        person_id = conn.execute(t_person.insert().values(
+            enterprise_id=enterprise_id, status=ACTIVE, demographics=demo, created_at=now,
+            updated_at=now, **_columns(demo))).inserted_primary_key[0]
+    else:
+        row = conn.execute(sa.select(t_person.c.demographics, t_person.c.enterprise_id)
+                           .where(t_person.c.id == person_id)).one()
+        demo = merge_demographics(row.demographics or {}, demo_new)
+        values: dict[str, Any] = {"demographics": demo, "updated_at": now, **_columns(demo)}
+        if row.enterprise_id is None and enterprise_id is not None:
+            values["enterprise_id"] = enterprise_id
+        conn.execute(t_person.update().where(t_person.c.id == person_id).values(**values))
+    added, conflicts = [], []
+    for ident in unique:
+        owner = owners.get((ident.domain, ident.value))
+        if owner is None:
+            added.append(ident)
+        elif owner != person_id:
+            conflicts.append((ident, owner))
+    if added:
+        conn.execute(t_id.insert(), [
+            {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
+             "domain_namespace": i.namespace, "domain_type": i.domain_type,
+             "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
+    return RecordResult(person_id, created, tuple(added), tuple(conflicts))
+
+
+__all__ = ["Identifier", "Person", "RecordResult", "is_known", "find_person", "get_person",
+           "record_identity", "merge_demographics", "display_name"]

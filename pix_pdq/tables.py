@@ -1,0 +1,83 @@
+"""Patient identity tables: the seed of the patient master index (ITI TF-2a 3.8 Patient Identity
+Feed now; PIX / PDQ, matching, linking and merging later).
+
+- ``pix_person``: one row per person known to the index — the enterprise identity of the
+  affinity domain.  ``enterprise_id`` is the person's identifier in the affinity domain (the
+  assigning authority ``HIE_AFFINITY_DOMAIN``) when one has been fed, NULL otherwise; ``status``
+  is ``active`` (later ``merged``, with ``merged_into`` naming the survivor, or ``inactive``).
+  Demographics the queries will filter on (PDQ: name, birth date, sex) are typed columns; the
+  full set from PID (all names, addresses, phones, ethnic group, birthplace, ...) is kept as JSON
+  (DESIGN.md principle 7).
+- ``pix_identifier``: every patient identifier (HL7 CX) fed, in any domain, each belonging to one
+  person.  ``domain_oid`` is the assigning authority's universal id (CX-4.2, an OID when CX-4.3
+  is ``ISO``) or, when the sender gave only a namespace, its namespace id (CX-4.1) with an empty
+  ``domain_type``; ``domain_namespace`` is CX-4.1 as sent.  ``(domain_oid, value)`` is unique:
+  one identifier, one person.  Cross-references (PIX) are identifiers sharing a person.
+- ``pix_feed_log``: every feed message by (sending application, sending facility, message control
+  id) with the acknowledgement sent, so a message delivered twice is acknowledged again with the
+  stored ACK and not applied twice (HL7 v2.5 2.10.1 sequence/duplicate handling; DESIGN.md
+  principle 5).  The original message is kept for provenance and re-processing.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from hie.db import metadata
+
+BIGINT = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+ID_LEN = 128       # identifier value (CX-1: ST, 15 in v2.5 but longer in practice)
+DOMAIN_LEN = 128   # OID (ISO/IEC 8824 limit 64 arcs in practice) or namespace id
+HD_LEN = 256       # an encoded HD (MSH-3/4)
+
+ACTIVE, MERGED, INACTIVE = "active", "merged", "inactive"
+
+person = sa.Table(
+    "pix_person", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("enterprise_id", sa.String(ID_LEN), unique=True),
+    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE),
+    sa.Column("merged_into", BIGINT, sa.ForeignKey("pix_person.id", ondelete="SET NULL")),
+    sa.Column("name", sa.String(256), index=True),  # display name, e.g. 张三
+    sa.Column("family_name", sa.String(128)),
+    sa.Column("given_name", sa.String(128)),
+    sa.Column("birth_date", sa.String(8), index=True),  # YYYYMMDD (or shorter when so sent)
+    sa.Column("sex", sa.String(1)),  # HL7 Table 0001
+    sa.Column("demographics", JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+identifier = sa.Table(
+    "pix_identifier", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("domain_oid", sa.String(DOMAIN_LEN), nullable=False),
+    sa.Column("domain_namespace", sa.String(DOMAIN_LEN), nullable=False, default=""),
+    sa.Column("domain_type", sa.String(16), nullable=False, default=""),  # CX-4.3, ISO
+    sa.Column("value", sa.String(ID_LEN), nullable=False),
+    sa.Column("id_type", sa.String(8), nullable=False, default=""),  # CX-5, Table 0203
+    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("domain_oid", "value", name="uq_pix_identifier_domain_value"),
+)
+
+feed_log = sa.Table(
+    "pix_feed_log", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("sending_application", sa.String(HD_LEN), nullable=False),
+    sa.Column("sending_facility", sa.String(HD_LEN), nullable=False),
+    sa.Column("control_id", sa.String(199), nullable=False),
+    sa.Column("message_type", sa.String(16), nullable=False),  # ADT^A01
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("remote_addr", sa.String(64)),
+    sa.Column("ack_code", sa.String(2), nullable=False),
+    sa.Column("ack", sa.LargeBinary, nullable=False),
+    sa.Column("message", sa.LargeBinary),
+    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="SET NULL"),
+              index=True),
+    sa.UniqueConstraint("sending_application", "sending_facility", "control_id",
+                        name="uq_pix_feed_log_sender_control_id"),
+)

@@ -1,0 +1,71 @@
+"""``hie serve`` as a real process: port 0 picks free ports and prints ``listening <name>
+<host>:<port>``, /healthz answers 200 once every listener accepts connections, /metrics speaks
+the Prometheus text format, the generated OIDs persist in the data folder, and SIGTERM stops the
+process cleanly with exit code 0."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def _start(tmp_path, **env):
+    full = dict(os.environ, HIE_DATA_DIR=str(tmp_path / "data"), HIE_HTTP_PORT="0",
+                HIE_MLLP_PORT="0", HIE_DICOM_PORT="0", PYTHONUNBUFFERED="1", **env)
+    proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "serve"], env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    listening = {}
+    deadline = time.time() + 60
+    while len(listening) < 2 and time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.fullmatch(r"listening (\w+) ([\d.]+):(\d+)\n", line)
+        if m:
+            listening[m.group(1)] = (m.group(2), int(m.group(3)))
+    return proc, listening
+
+
+def test_serve_port_zero_health_metrics_and_sigterm(tmp_path):
+    proc, listening = _start(tmp_path)
+    try:
+        assert set(listening) == {"http", "mllp"}, proc.stderr.read() if proc.poll() else listening
+        host, port = listening["http"]
+        assert port != 0 and listening["mllp"][1] != 0
+        r = httpx.get(f"http://{host}:{port}/healthz", timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        assert r.json()["home_community_id"].startswith("urn:oid:")
+        socket.create_connection(listening["mllp"], timeout=5).close()
+        m = httpx.get(f"http://{host}:{port}/metrics", timeout=10)
+        assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+        assert "# TYPE hie_request_duration_seconds histogram" in m.text
+        assert (tmp_path / "data" / "node-ids.toml").exists()
+        assert (tmp_path / "data" / "hie.sqlite3").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0
+    err = proc.stderr.read()
+    assert "Traceback" not in err
+    assert '"HIE node stopped"' in err or "HIE node stopped" in err
+
+
+def test_serve_refuses_a_taken_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "hie.cli", "serve"], capture_output=True,
+                              text=True, timeout=60,
+                              env=dict(os.environ, HIE_DATA_DIR=str(tmp_path / "d"),
+                                       HIE_HTTP_PORT=str(port), HIE_MLLP_PORT="0"))
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr
