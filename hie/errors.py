@@ -104,6 +104,7 @@ class XDS:
     ResultNotSinglePatient = "XDSResultNotSinglePatient"
     ExtraMetadataNotSaved = "XDSExtraMetadataNotSaved"
     MetadataUpdateError = "XDSMetadataUpdateError"
+    MetadataUpdateOperationError = "XDSMetadataUpdateOperationError"
     MetadataVersionError = "XDSMetadataVersionError"
     MetadataAnnotationError = "XDSMetadataAnnotationError"
     PatientIDReconciliationError = "XDSPatientIDReconciliationError"

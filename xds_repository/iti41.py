@@ -40,7 +40,8 @@ from hie.soap import Attachment, SoapRequest, SoapResponse
 from xds_registry import iti42
 from xds_registry import vocab as V
 from xds_registry.messages import RegistryResponse
-from xds_repository import registry_client, store
+from xds_registry import client as registry_client
+from xds_repository import store
 from xds_repository.store import StoredDocument
 
 log = logging.getLogger("xds_repository.iti41")

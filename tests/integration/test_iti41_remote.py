@@ -20,7 +20,7 @@ from tests import xdsdata as X
 from tests.integration.test_iti41 import (PDF, TEXT, assert_nothing_stored, blob_files,
                                           inline_request, known, provide, repo_rows, retrieve)
 from xds_registry import iti42
-from xds_repository import registry_client
+from xds_registry import client as registry_client
 
 __all__ = ["known"]  # the fixture, re-used
 

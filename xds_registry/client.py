@@ -1,9 +1,7 @@
-"""The Document Repository as a Register Document Set-b client (ITI TF-2b 3.41.4.1.3: after storing
-the documents the repository registers their metadata with the Document Registry through ITI-42,
-ITI TF-2b 3.42; SOAP 1.2 binding of ITI TF-2b 3.42.5 and ITI TF-2x Appendix V).
-
-Used when ``HIE_REGISTRY_URL`` names a remote registry (otherwise the node's own registry is called
-in-process).  :func:`register` posts the ``lcm:SubmitObjectsRequest`` as a SOAP 1.2 message with
+"""Register Document Set-b client (ITI TF-2b 3.42; SOAP 1.2 binding of ITI TF-2b 3.42.5 and ITI
+TF-2x Appendix V): a Document Repository registering with a remote registry (ITI TF-2b 3.41.4.1.3,
+``HIE_REGISTRY_URL``) and the registry forwarding registrations upstream
+(``HIE_FORWARD_REGISTRY_URL``, :mod:`xds_registry.forward`).  :func:`register` posts the ``lcm:SubmitObjectsRequest`` as a SOAP 1.2 message with
 ``wsa:Action urn:ihe:iti:2007:RegisterDocumentSet-b`` and returns the registry's
 ``rs:RegistryResponse`` as a model.  Failures of the exchange itself are reported as the XDS error
 the Document Source should see (ITI TF-3 Table 4.2.4.1-2):
@@ -28,7 +26,7 @@ from hie.xmlsafe import XmlError, parse_xml, to_bytes
 from xds_registry.messages import RegistryResponse
 from xds_registry.vocab import RS_NS
 
-log = logging.getLogger("xds_repository.registry_client")
+log = logging.getLogger("hie.xds_registry.client")
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024

@@ -1,0 +1,57 @@
+"""Validate XML against the official ebXML RegRep 3.0 / IHE XDS.b schemas
+(/work/shared/standards/xsd-ebrs30: rim, rs, lcm, query, rmd, XDS.b_DocumentRepository).
+
+``assert_valid(element)`` validates any element whose root is a global element of one of these
+namespaces (lcm:SubmitObjectsRequest, rs:RegistryResponse, query:AdhocQueryResponse,
+rim:ExtrinsicObject, xdsb:RetrieveDocumentSetResponse, ...).  One combined schema is compiled once
+(the XSDs import each other, so a single wrapper that imports all of them is the robust way).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from lxml import etree
+
+XSD_DIR = Path(os.environ.get("HIE_XSD_DIR", "/work/shared/standards/xsd-ebrs30"))
+
+NAMESPACES = {
+    "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0": "rim.xsd",
+    "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0": "rs.xsd",
+    "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0": "lcm.xsd",
+    "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0": "query.xsd",
+    "urn:ihe:iti:rmd:2017": "rmd.xsd",
+    "urn:ihe:iti:xds-b:2007": "XDS.b_DocumentRepository.xsd",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def schema() -> etree.XMLSchema:
+    imports = "".join(
+        f'<xs:import namespace="{ns}" schemaLocation="{(XSD_DIR / f).as_uri()}"/>'
+        for ns, f in NAMESPACES.items())
+    wrapper = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+               f'targetNamespace="urn:hie:test:all" elementFormDefault="qualified">{imports}'
+               '</xs:schema>')
+    doc = etree.fromstring(wrapper.encode(), base_url=(XSD_DIR / "all.xsd").as_uri())
+    return etree.XMLSchema(doc)
+
+
+def errors(element: etree._Element | bytes) -> list[str]:
+    """Schema errors of ``element`` (empty when valid)."""
+    if isinstance(element, (bytes, str)):
+        element = etree.fromstring(element)
+    ns = etree.QName(element).namespace
+    if ns not in NAMESPACES:
+        raise ValueError(f"no schema for namespace {ns!r}")
+    doc = etree.ElementTree(etree.fromstring(etree.tostring(element)))
+    s = schema()
+    if s.validate(doc):
+        return []
+    return [f"{e.line}: {e.message}" for e in s.error_log]
+
+
+def assert_valid(element: etree._Element | bytes) -> None:
+    errs = errors(element)
+    assert not errs, "schema errors:\n" + "\n".join(errs[:20])
