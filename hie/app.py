@@ -15,6 +15,12 @@ from hie.node import Node
 from hie.soap_http import SoapService
 
 
+def install_deliverers(node: Node) -> None:
+    """Register the outbox deliverers of every actor (the outbox worker sends through them)."""
+    from xds_registry import forward
+    forward.install(node.outbox)
+
+
 def soap_services(node: Node) -> list[SoapService]:
     from xds_registry.service import OPERATIONS as REGISTRY
     from xds_repository.service import OPERATIONS as REPOSITORY
@@ -54,6 +60,7 @@ def bench_routes() -> list[Route]:
 
 
 def create_app(node: Node) -> Starlette:
+    install_deliverers(node)
     async def healthz(request: Request) -> JSONResponse:
         listeners = {name: f"{h}:{p}" for name, (h, p) in node.listeners.items()}
         ok = bool(node.listeners) and all(_accepts(h, p) for h, p in node.listeners.values())

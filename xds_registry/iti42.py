@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from hie.context import MAJOR_FAILURE, SERIOUS_FAILURE, Context
 from hie.errors import XDS, ErrorCollector, RegistryError, RegistryErrors
 from hie.soap import SoapRequest, SoapResponse
-from xds_registry import store
+from xds_registry import forward, store
 from xds_registry import vocab as V
 from xds_registry.ebrim import new_id
 from xds_registry.messages import RegistryResponse, SubmitObjects, parse_submit_objects
@@ -78,6 +78,7 @@ def register(ctx: Context, request: etree._Element,
             plan = check_register(ctx, c, so, errors)
             errors.raise_if_errors()
             write_register(c, so, plan)
+            forward.enqueue(ctx, c, so)
     except RegistryErrors as e:
         return failure(ctx, e.errors)
     except sa.exc.SQLAlchemyError:
