@@ -62,6 +62,10 @@ document_entry = sa.Table(
     sa.Column("availability", sa.String(16)),  # same as status, kept for clarity of queries
     sa.Index("ix_xds_document_entry_patient_status", "patient_id", "status", "entry_type"),
     sa.Index("ix_xds_document_entry_patient_class", "patient_id", "class_code"),
+    # Multi-Patient Stored Query (ITI-51) without a patient: classCode or
+    # healthcareFacilityTypeCode drive the search (eventCodeList through xds_object_code)
+    sa.Index("ix_xds_document_entry_class", "class_code", "class_scheme", "status"),
+    sa.Index("ix_xds_document_entry_hcft", "hcft_code", "hcft_scheme", "status"),
 )
 
 # multi-valued codes: eventCodeList, confidentialityCode (DocumentEntry), codeList (Folder)
