@@ -82,8 +82,9 @@ def database(database_url):
 @pytest.fixture
 def settings(tmp_path, database_url):
     from hie.settings import load_settings
+    from tests.xdsdata import AFFINITY_DOMAIN
     return load_settings(env={}, data_dir=tmp_path / "data", database_url=database_url,
-                         http_port=0, mllp_port=0, dicom_port=0)
+                         http_port=0, mllp_port=0, dicom_port=0, affinity_domain=AFFINITY_DOMAIN)
 
 
 @pytest.fixture

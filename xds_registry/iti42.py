@@ -129,7 +129,7 @@ def check_patient(ctx: Context, conn: Connection, patient_id: str | None,
     if not patient_id or not getattr(ctx.settings, "validate_patient_id", True):
         return
     from pix_pdq.index import is_known  # the patient index (another actor) answers
-    if not is_known(conn, patient_id):
+    if not is_known(conn, patient_id, domain=ctx.settings.affinity_domain or None):
         errors.error(XDS.UnknownPatientId, f"patient {patient_id} is not known to the registry's "
                      "patient identity source (affinity domain)", patient_id)
 

@@ -13,6 +13,7 @@ from hie.context import Context
 from hie.soap import SoapRequest
 from hie.transactions import ITI_18, ITI_51
 from tests.schemas import assert_valid
+from tests import xdsdata as X
 from tests.xdsdata import Submission
 from xds_registry import iti18, iti51, vocab
 from xds_registry.query_params import build_request, quote
@@ -72,8 +73,10 @@ def set_status(db, object_id: str, status: str) -> str | None:
 # -- querying -------------------------------------------------------------------------------------
 
 def settings(max_query_results: int = 10000, home: str = HOME):
-    return SimpleNamespace(home_community_id=home, max_query_results=max_query_results,
-                           validate_patient_id=True)
+    from hie.settings import load_settings
+    return load_settings(env={}, persist_ids=False, home_community_id=home,
+                         max_query_results=max_query_results, validate_patient_id=True,
+                         affinity_domain=X.AFFINITY_DOMAIN)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from hie.errors import STATUS_FAILURE, STATUS_SUCCESS, XDS
 from hie.settings import load_settings
+from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42
 from tests import xdsdata as X
@@ -22,7 +23,8 @@ from xds_registry.model import DocumentEntry, Folder
 
 @pytest.fixture
 def node(database, tmp_path):
-    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url)
+    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url,
+                             affinity_domain=AFFINITY_DOMAIN)
     return X.StubNode(database, settings)
 
 
@@ -486,3 +488,15 @@ def test_non_identical_size(ctx, node):
     again.document(unique_id=first.unique_ids[did], content=first.contents[did],
                    size=len(first.contents[did]) + 1)
     fails(ctx, again.build(), XDS.NonIdenticalSize)
+
+
+def test_patient_id_outside_the_affinity_domain_is_unknown(database, tmp_path):
+    """A hospital-local patient number known to the patient index is still not an XDS patient
+    ID: the registry accepts only the affinity domain's identifiers (ITI TF-2a 3.8.4.1.3)."""
+    settings = load_settings(env={}, data_dir=tmp_path / "d", database_url=database.url,
+                             affinity_domain=AFFINITY_DOMAIN)
+    local = f"MR2024000101^^^&{X.HOSPITAL_PID_OID}&ISO"
+    X.register_patient(database, local)
+    ctx = X.registry_context(X.StubNode(database, settings))
+    resp = iti42.register(ctx, X.submit_objects_request(1, patient_id=local))
+    assert XDS.UnknownPatientId in resp.codes

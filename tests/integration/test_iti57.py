@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from hie.errors import STATUS_FAILURE, STATUS_SUCCESS, XDS
 from hie.settings import load_settings
+from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42, ITI_57
 from tests import xdsdata as X
@@ -20,7 +21,8 @@ from xds_registry.model import DocumentEntry, Folder
 
 @pytest.fixture
 def node(database, tmp_path):
-    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url)
+    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url,
+                             affinity_domain=AFFINITY_DOMAIN)
     n = X.StubNode(database, settings)
     X.register_patient(database, person=X.ZHANG_SAN)
     X.register_patient(database, person=X.LI_SI)

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from hie.errors import STATUS_FAILURE, STATUS_SUCCESS, XDS
 from hie.settings import load_settings
+from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42, ITI_62
 from tests import xdsdata as X
@@ -18,7 +19,8 @@ from xds_registry import tables as T
 
 @pytest.fixture
 def node(database, tmp_path):
-    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url)
+    settings = load_settings(env={}, data_dir=tmp_path / "data", database_url=database.url,
+                             affinity_domain=AFFINITY_DOMAIN)
     X.register_patient(database)
     return X.StubNode(database, settings)
 

@@ -21,7 +21,7 @@ from pix_pdq.mllp_service import start_mllp
 from pix_pdq.tables import feed_log, person as t_person
 from tests.mllp_support import MllpClient, resident_id, running
 
-HIS_OID = "1.2.156.112604.1.2.1"         # the hospital HIS's patient-ID domain (test value)
+HIS_OID = "1.2.156.112604.1.1.101.2"     # the hospital HIS's patient-ID domain (test value)
 IDCARD_OID = "2.16.156.10011.1.5"        # resident identity numbers' domain in these tests
 ADDRESS = "东华门街道^^北京市东城区^北京市^100010^CHN^H"
 
@@ -99,7 +99,7 @@ def test_a01_accepted_and_patient_known(mllp, aff, database, node):
     assert known(database, f"H0001^^^&{HIS_OID}&ISO")  # kept for linking later
     assert known(database, f"{idcard}^^^&{IDCARD_OID}&ISO")
     assert not known(database, f"E0002^^^&{aff}&ISO")
-    assert not known(database, f"E0001^^^&1.2.3&ISO")
+    assert not known(database, "E0001^^^&1.2.3&ISO")
     p = person_of(database, cx)
     assert p.enterprise_id == "E0001" and p.name == "张三" and p.birth_date == "19800101"
     assert p.sex == "M" and p.family_name == "张" and p.given_name == "三"

@@ -1,14 +1,14 @@
 """initial schema
 
-Revision ID: 0ed4065e9b93
+Revision ID: 60023b5fdbc6
 Revises: 
-Create Date: 2026-11-22 02:08:04.614430
+Create Date: 2026-11-22 02:19:06.702105
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = '0ed4065e9b93'
+revision = '60023b5fdbc6'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -186,6 +186,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_xds_document_entry'))
     )
     with op.batch_alter_table('xds_document_entry', schema=None) as batch_op:
+        batch_op.create_index('ix_xds_document_entry_class', ['class_code', 'class_scheme', 'status'], unique=False)
+        batch_op.create_index('ix_xds_document_entry_hcft', ['hcft_code', 'hcft_scheme', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_xds_document_entry_lid'), ['lid'], unique=False)
         batch_op.create_index('ix_xds_document_entry_patient_class', ['patient_id', 'class_code'], unique=False)
         batch_op.create_index('ix_xds_document_entry_patient_status', ['patient_id', 'status', 'entry_type'], unique=False)
@@ -286,6 +288,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_xds_document_entry_patient_status')
         batch_op.drop_index('ix_xds_document_entry_patient_class')
         batch_op.drop_index(batch_op.f('ix_xds_document_entry_lid'))
+        batch_op.drop_index('ix_xds_document_entry_hcft')
+        batch_op.drop_index('ix_xds_document_entry_class')
 
     op.drop_table('xds_document_entry')
     with op.batch_alter_table('xds_association', schema=None) as batch_op:
