@@ -110,9 +110,29 @@ class SoapRequest:
 
 @dataclass
 class SoapResponse:
-    body: etree._Element
+    """What a handler returns.  ``body`` is the element for ``soap:Body``; a hot path may give
+    ``body_bytes`` instead — the body element already serialised as UTF-8 (no XML declaration,
+    every namespace it uses declared inside it) — which the transport splices into the envelope
+    without parsing it again (plain SOAP responses without attachments only)."""
+
+    body: etree._Element | None
     attachments: list[Attachment] = field(default_factory=list)
     mtom: bool | None = None              # None: MTOM when there are attachments or request was MTOM
+    body_bytes: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.body is None) == (self.body_bytes is None):
+            raise ValueError("SoapResponse needs exactly one of body, body_bytes")
+        if self.body_bytes is not None and self.attachments:
+            raise ValueError("body_bytes responses carry no attachments")
+
+    def element(self) -> etree._Element:
+        """The body as an element (parsed from ``body_bytes`` when needed)."""
+        if self.body is None:
+            from hie.xmlsafe import parse_xml
+            self.body = parse_xml(self.body_bytes, max_bytes=len(self.body_bytes) + 1,
+                                  huge_tree=True)
+        return self.body
 
 
 # ============================================================================================
@@ -383,6 +403,21 @@ def build_envelope(action: str, body: etree._Element | None, relates_to: str | N
     if body is not None:
         bod.append(body)
     return env
+
+
+def envelope_bytes(action: str, body: bytes, relates_to: str | None = None,
+                   message_id: str | None = None) -> bytes:
+    """The same envelope as :func:`build_envelope`, written directly as bytes around an already
+    serialised body element (the response hot path: no tree is built or serialised)."""
+    from xml.sax.saxutils import escape
+    head = ('<?xml version="1.0" encoding="UTF-8"?>'
+            f'<soap:Envelope xmlns:soap="{SOAP12_NS}" xmlns:wsa="{WSA_NS}"><soap:Header>'
+            f'<wsa:Action soap:mustUnderstand="true">{escape(_clean(action))}</wsa:Action>'
+            f'<wsa:MessageID>{escape(_clean(message_id or new_message_id()))}</wsa:MessageID>')
+    if relates_to:
+        head += f"<wsa:RelatesTo>{escape(_clean(relates_to))}</wsa:RelatesTo>"
+    head += "</soap:Header><soap:Body>"
+    return b"".join((head.encode("utf-8"), body, b"</soap:Body></soap:Envelope>"))
 
 
 _XML_BAD_CHARS = {c: None for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}

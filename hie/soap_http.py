@@ -43,7 +43,7 @@ from hie.context import MAJOR_FAILURE, SERIOUS_FAILURE, Context
 from hie.errors import (SEVERITY_ERROR, STATUS_FAILURE, RegistryErrors, SoapFault)
 from hie.mtom import MtomError, MtomParser, inline_xop, mtom_stream, parse_content_type
 from hie.soap import (WSA_NS, SoapRequest, SoapResponse, build_envelope, build_fault,
-                      fault_media_type, parse_envelope)
+                      envelope_bytes, fault_media_type, parse_envelope)
 from hie.transactions import Transaction
 from hie.wsdl import QUERY_NS, RS_NS, XDSB_NS, message_elements, wsdl_for
 from hie.xmlsafe import to_bytes
@@ -151,7 +151,7 @@ class SoapService:
             except Exception as exc:
                 response = self._internal_error(call, exc)
             ctx = call.ctx if call.ctx is not None else self._fallback_context(call)
-            await run_in_threadpool(self._notify, ctx, time.perf_counter() - call.started)
+            self._notify(ctx, time.perf_counter() - call.started)  # queues only: no I/O here
         except BaseException:  # cancelled: still remove the spooled files
             if call.parser is not None:
                 call.parser.cleanup()
@@ -181,10 +181,15 @@ class SoapService:
         else:
             root, attachments, mtom = await self._read_plain(request, limit), {}, False
             charset = params.get("charset")
-        req = await run_in_threadpool(parse_envelope, root, attachments, max_bytes=limit,
-                                      mtom=mtom, charset=charset)
-        call.req = req
         http_action = params.get("action", "").strip() if not mtom else ""
+        # one worker-thread hop for parse, handler and rendering together
+        return await run_in_threadpool(self._dispatch, call, root, attachments, mtom, charset,
+                                       limit, http_action)
+
+    def _dispatch(self, call: _Call, root: bytes, attachments: dict, mtom: bool,
+                  charset: str | None, limit: int, http_action: str) -> Response:
+        req = parse_envelope(root, attachments, max_bytes=limit, mtom=mtom, charset=charset)
+        call.req = req
         if http_action and http_action != req.action:  # WS-Addressing SOAP Binding §3 / §6.4.1
             fault = SoapFault("Sender", "the HTTP action parameter differs from wsa:Action",
                               (WSA_NS, "ActionMismatch"))
@@ -199,7 +204,7 @@ class SoapService:
         ctx = Context(self.node, tx, remote_addr=call.remote_addr, message_id=req.message_id)
         call.ctx = ctx
         try:
-            resp = await run_in_threadpool(handler, ctx, req)
+            resp = handler(ctx, req)
         except RegistryErrors as exc:
             body = registry_failure_body(tx, exc)
             if body is None:
@@ -209,7 +214,7 @@ class SoapService:
         if not isinstance(resp, SoapResponse):
             raise TypeError(f"handler for {req.action} returned {type(resp).__name__}, "
                             "not SoapResponse")
-        return await self._render(tx, req, resp)
+        return self._render(tx, req, resp)
 
     async def _read_mtom(self, request: Request, ctype: str, call: _Call, limit: int):
         settings = self.node.settings
@@ -251,18 +256,19 @@ class SoapService:
                 raise RequestTooLarge(limit)
         return bytes(buf)
 
-    async def _render(self, tx: Transaction, req: SoapRequest, resp: SoapResponse) -> Response:
+    def _render(self, tx: Transaction, req: SoapRequest, resp: SoapResponse) -> Response:
         action = tx.response_action
-        env = build_envelope(action, resp.body, relates_to=req.message_id)
         mtom = resp.mtom if resp.mtom is not None else (bool(resp.attachments) or req.mtom)
+        if resp.body_bytes is not None and not mtom:
+            return Response(envelope_bytes(action, resp.body_bytes, relates_to=req.message_id),
+                            headers={"content-type": SOAP_MEDIA_TYPE})
+        env = build_envelope(action, resp.element(), relates_to=req.message_id)
         if mtom:
-            ctype, chunks = await run_in_threadpool(mtom_stream, env, resp.attachments,
-                                                    action=action)
+            ctype, chunks = mtom_stream(env, resp.attachments, action=action)
             return StreamingResponse(chunks, headers={"content-type": ctype})
         if resp.attachments:
-            await run_in_threadpool(inline_xop, env, resp.attachments)
-        body = await run_in_threadpool(to_bytes, env)
-        return Response(body, headers={"content-type": SOAP_MEDIA_TYPE})
+            inline_xop(env, resp.attachments)
+        return Response(to_bytes(env), headers={"content-type": SOAP_MEDIA_TYPE})
 
     # -- faults, audit, metrics ---------------------------------------------------------------
     def _fault(self, fault: SoapFault, call: _Call) -> Response:

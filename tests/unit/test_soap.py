@@ -375,3 +375,19 @@ def test_fuzz_mutated_valid_message(edits):
                         SOAP11_NS, "urn:other", "cid:zz", "2"]))
 def test_fuzz_token_swaps(old, new):
     _check(VALID.replace(old.encode(), new.encode(), 1), {"a@b": Attachment("a@b", data=b"")})
+
+
+def test_envelope_bytes_equals_the_built_envelope():
+    """The response hot path writes the envelope as bytes; it must parse to the same headers and
+    body as build_envelope, with text escaped."""
+    from hie.soap import envelope_bytes, parse_envelope
+    from lxml import etree as ET
+    body = ET.Element("{urn:x}Answer", nsmap={"x": "urn:x"})
+    body.text = "张三 & <李四>"
+    raw = envelope_bytes("urn:act&1", ET.tostring(body, encoding="utf-8"),
+                         relates_to="urn:uuid:<rel>", message_id="urn:uuid:m1")
+    req = parse_envelope(raw)
+    assert req.action == "urn:act&1" and req.message_id == "urn:uuid:m1"
+    assert req.body.tag == "{urn:x}Answer" and req.body.text == "张三 & <李四>"
+    rel = req.header.find("{http://www.w3.org/2005/08/addressing}RelatesTo")
+    assert rel.text == "urn:uuid:<rel>"
