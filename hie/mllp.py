@@ -20,6 +20,7 @@ Two parts:
 from __future__ import annotations
 
 import asyncio
+import socket
 import concurrent.futures
 import contextlib
 import functools
@@ -224,8 +225,10 @@ class MllpServer:
                  context_factory: Callable[..., Any] | None = None,
                  max_frame_size: int = DEFAULT_MAX_FRAME, idle_timeout: float = 300.0,
                  max_workers: int = 16,
-                 executor: concurrent.futures.Executor | None = None):
+                 executor: concurrent.futures.Executor | None = None,
+                 sock: "socket.socket | None" = None):
         self.host, self.port = host, port
+        self.sock = sock  # an already bound listening socket (then host/port are not used)
         self.handler = handler
         self.context_factory = context_factory
         self.max_frame_size = max_frame_size
@@ -240,8 +243,12 @@ class MllpServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> "MllpServer":
-        self._server = await asyncio.start_server(self._serve_conn, self.host, self.port,
-                                                  backlog=1024)
+        if self.sock is not None:
+            self._server = await asyncio.start_server(self._serve_conn, sock=self.sock,
+                                                      backlog=1024)
+        else:
+            self._server = await asyncio.start_server(self._serve_conn, self.host, self.port,
+                                                      backlog=1024)
         log.info("MLLP listening on %s:%s", *self.address)
         return self
 

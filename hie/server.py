@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -40,9 +41,14 @@ def announce(name: str, sock_or_addr) -> tuple[str, int]:
 class NodeServer:
     """Runs a :class:`Node`'s listeners until stopped."""
 
-    def __init__(self, settings: Settings, node: Node | None = None):
+    def __init__(self, settings: Settings, node: Node | None = None,
+                 http_sock: socket.socket | None = None, workers: list[int] | None = None,
+                 mllp_sock: socket.socket | None = None):
         self.settings = settings
         self.node = node or Node(settings)
+        self.http_sock = http_sock      # bound before forking HTTP worker processes
+        self.workers = workers or []    # their pids, stopped with us
+        self.mllp_sock = mllp_sock
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
         self.mllp = None
@@ -58,12 +64,8 @@ class NodeServer:
 
         s, node = self.settings, self.node
         app = create_app(node)
-        http_sock = _bind(s.http_host, s.http_port)
-        config = uvicorn.Config(app, log_level=s.log_level.lower(), access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=10, log_config=None,
-                                limit_concurrency=None, backlog=2048, server_header=False)
-        self.http = uvicorn.Server(config)
-        self.http.install_signal_handlers = lambda: None  # we handle signals ourselves
+        http_sock = self.http_sock or _bind(s.http_host, s.http_port)
+        self.http = _uvicorn(app, s)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -77,7 +79,7 @@ class NodeServer:
             await http_task  # re-raises a start-up failure
             return
         node.listeners["http"] = announce("http", http_sock)
-        self.mllp = await start_mllp(node, s.mllp_bind, s.mllp_port)
+        self.mllp = await start_mllp(node, s.mllp_bind, s.mllp_port, sock=self.mllp_sock)
         node.listeners["mllp"] = announce("mllp", self.mllp.address)
         node.start()
         log.info("HIE node ready: home community %s, repository %s, affinity domain %s",
@@ -85,15 +87,95 @@ class NodeServer:
         stop_task = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         self.request_stop()
+        _signal_workers(self.workers, signal.SIGTERM)
         await self.mllp.stop()
         await http_task
+        await asyncio.get_running_loop().run_in_executor(None, _reap, self.workers)
         stop_task.cancel()
         node.close()
         log.info("HIE node stopped")
 
 
+def _uvicorn(app, s: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level=s.log_level.lower(), access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=10, log_config=None,
+                            limit_concurrency=None, backlog=2048, server_header=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # the node handles signals itself
+    return server
+
+
+def _signal_workers(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _reap(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _http_worker(settings: Settings, sock: socket.socket,
+                 listeners: dict[str, tuple[str, int]]) -> None:
+    """A forked HTTP worker: its own node services (database pool, audit writer) on the shared
+    listening socket; MLLP and the outbox worker stay in the main process."""
+    from hie.app import create_app
+
+    async def serve() -> None:
+        node = Node(settings, create_schema=False)
+        node.listeners.update(listeners)
+        server = _uvicorn(create_app(node), settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        node.audit.start()
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            node.close()
+
+    asyncio.run(serve())
+
+
+def _fork_workers(settings: Settings, sock: socket.socket, count: int,
+                  listeners: dict[str, tuple[str, int]]) -> list[int]:
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                _http_worker(settings, sock, listeners)
+            except BaseException:  # pragma: no cover - logged, the parent keeps serving
+                log.exception("HTTP worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    return pids
+
+
 def run(settings: Settings) -> int:
-    server = NodeServer(settings)
+    try:
+        node = Node(settings)
+        sock = mllp_sock = None
+        workers: list[int] = []
+        if settings.http_workers > 1:
+            sock = _bind(settings.http_host, settings.http_port)
+            mllp_sock = _bind(settings.mllp_bind, settings.mllp_port)
+            listeners = {"http": sock.getsockname()[:2], "mllp": mllp_sock.getsockname()[:2]}
+            node.db.dispose()  # no pooled connection may cross the fork
+            workers = _fork_workers(settings, sock, settings.http_workers - 1, listeners)
+        server = NodeServer(settings, node, sock, workers, mllp_sock)
+    except OSError as exc:
+        print(f"hie: cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         asyncio.run(server.serve())
     except KeyboardInterrupt:  # pragma: no cover - second Ctrl-C

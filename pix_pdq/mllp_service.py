@@ -94,13 +94,13 @@ def context_factory(node) -> Callable[..., Context]:
 
 def make_server(node, host: str | None = None, port: int | None = None, *,
                 idle_timeout: float = 300.0,
-                max_frame_size: int = DEFAULT_MAX_FRAME) -> MllpServer:
+                max_frame_size: int = DEFAULT_MAX_FRAME, sock=None) -> MllpServer:
     """The node's MLLP listener (not started); host/port default to the node's settings."""
     s = node.settings
     return MllpServer(s.mllp_bind if host is None else host,
                       s.mllp_port if port is None else port, handle,
                       context_factory=context_factory(node), idle_timeout=idle_timeout,
-                      max_frame_size=max_frame_size)
+                      max_frame_size=max_frame_size, sock=sock)
 
 
 async def start_mllp(node, host: str | None = None, port: int | None = None,

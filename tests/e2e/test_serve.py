@@ -69,3 +69,23 @@ def test_serve_refuses_a_taken_port(tmp_path):
                                        HIE_HTTP_PORT=str(port), HIE_MLLP_PORT="0"))
     assert proc.returncode == 1
     assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_with_two_http_workers(tmp_path):
+    """HIE_HTTP_WORKERS=2: forked HTTP workers share the listening socket and the database; all
+    of them stop on SIGTERM (the port is closed afterwards)."""
+    proc, listening = _start(tmp_path, HIE_HTTP_WORKERS="2")
+    try:
+        host, port = listening["http"]
+        with httpx.Client(timeout=10) as client:
+            for _ in range(20):  # new connections are spread over the processes
+                r = client.get(f"http://{host}:{port}/healthz", headers={"Connection": "close"})
+                assert r.status_code == 200
+        m = httpx.get(f"http://{host}:{port}/metrics", timeout=10)
+        assert m.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    assert rc == 0
+    with socket.socket() as s:
+        assert s.connect_ex((host, port)) != 0
