@@ -135,12 +135,23 @@ def test_hospital_story(node, tmp_path):
         approved = [o.get("id") for o in found.iter(f"{{{RIM}}}ObjectRef")]
         assert d2_uuid not in approved and d1_uuid not in approved and len(approved) == 1
 
+        # ITI-62: a document registered by mistake is removed with its SubmissionSet
+        wrong = X.submission(docs=1, person=X.ZHANG_SAN)
+        assert _soap(reg, ITI_42.action, wrong.build()).get("status") == SUCCESS
+        ids = [wrong.ss_id, *wrong.documents, *wrong.associations]
+        assert _soap(reg, ITI_62.action,
+                     X.remove_objects_request(ids)).get("status") == SUCCESS
+        gone = _soap(reg, "urn:ihe:iti:2007:RegistryStoredQuery", build_request(
+            QUERY_IDS["GetDocuments"], {"$XDSDocumentEntryEntryUUID": [f"('{ids[1]}')"]},
+            "ObjectRef"))
+        assert list(gone.iter(f"{{{RIM}}}ObjectRef")) == []
+
         # the audit trail names every transaction, each with its outcome
         live.node.audit.stop()  # flush the batched writer
         with live.node.db.read() as c:
             rows = c.execute(sa.select(audit_event.c.transaction, audit_event.c.outcome)).all()
         seen = {(t, o) for t, o in rows}
         for expected in [("ITI-42", 8), ("ITI-8", 0), ("ITI-41", 0), ("ITI-18", 0),
-                         ("ITI-43", 0), ("ITI-42", 0), ("ITI-57", 0)]:
+                         ("ITI-43", 0), ("ITI-42", 0), ("ITI-57", 0), ("ITI-62", 0)]:
             assert expected in seen, (expected, seen)
         live.node.audit.start()
