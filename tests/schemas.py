@@ -1,5 +1,5 @@
 """Validate XML against the official ebXML RegRep 3.0 / IHE XDS.b schemas
-(/work/shared/standards/xsd-ebrs30: rim, rs, lcm, query, rmd, XDS.b_DocumentRepository).
+(../shared/standards/xsd-ebrs30 beside the repository: rim, rs, lcm, query, rmd, XDS.b_DocumentRepository).
 
 ``assert_valid(element)`` validates any element whose root is a global element of one of these
 namespaces (lcm:SubmitObjectsRequest, rs:RegistryResponse, query:AdhocQueryResponse,
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from lxml import etree
 
-XSD_DIR = Path(os.environ.get("HIE_XSD_DIR", "/work/shared/standards/xsd-ebrs30"))
+STANDARDS = Path(__file__).resolve().parents[2] / "shared" / "standards"  # ../shared beside the repo
+XSD_DIR = Path(os.environ.get("HIE_XSD_DIR", STANDARDS / "xsd-ebrs30"))
 
 NAMESPACES = {
     "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0": "rim.xsd",

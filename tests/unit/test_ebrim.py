@@ -12,7 +12,7 @@ from lxml import etree
 
 from hie.errors import STATUS_FAILURE, ErrorCollector, RegistryError, XDS
 from tests import xdsdata as X
-from tests.schemas import assert_valid
+from tests.schemas import STANDARDS, assert_valid
 from xds_registry import vocab as V
 from xds_registry.ebrim import (Classification, ExternalIdentifier, LocalizedString,
                                 Slot)
@@ -21,7 +21,7 @@ from xds_registry.messages import (LCM, RegistryResponse, SubmitObjects, parse_r
 from xds_registry.model import (Association, Author, Code, DocumentEntry, Folder, ObjectRef,
                                 SubmissionSet)
 
-NIST = Path("/work/shared/standards/nist-xds-toolkit/testkit")
+NIST = STANDARDS / "nist-xds-toolkit" / "testkit"
 
 
 def parse(req) -> SubmitObjects:
