@@ -436,8 +436,62 @@ def _split_uri(uri: str) -> tuple[str, ...]:
 # SubmissionSet and Folder (rim:RegistryPackage)
 # --------------------------------------------------------------------------------------------
 
+class _Package(RegistryEntry):
+    """What SubmissionSet and Folder share as rim:RegistryPackage objects: the classification
+    node that says which they are, the optional "limited metadata" node (ITI TF-3 4.1.1), and
+    their external identifiers.  Subclasses name ``_NODE`` / ``_LIMITED`` and sort their own
+    classifications in ``_classify``."""
+
+    _NODE: ClassVar[str]
+    _LIMITED: ClassVar[str]
+
+    @classmethod
+    def _classify(cls, c: Classification, kw: dict) -> bool:
+        """Take ``c`` into ``kw`` if it is one of the subclass's coded attributes."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_rim(cls, r: RimObject):
+        if r.tag != "RegistryPackage":
+            raise ValueError(f"{r.id}: a {cls.KIND} is a RegistryPackage, not {r.tag}")
+        kw = cls._common_kwargs(r)
+        kw["_attrs"].pop("objectType", None)
+        extra_c = []
+        for c in r.classifications:
+            if cls._classify(c, kw):
+                continue
+            if c.node == cls._NODE:
+                kw["node_classification_id"] = c.id
+            elif c.node == cls._LIMITED:
+                kw["limited"], kw["limited_id"] = True, c.id
+            else:
+                extra_c.append(c)
+        kw["extra_classifications"] = tuple(extra_c)
+        kw["extra_external_identifiers"] = tuple(_take_ids(r, cls._EIS, kw))
+        kw["ei_ids"] = kw.pop("_ei_ids", {})
+        kw["extra_attrs"] = _check_attrs(kw, set())
+        return cls(**kw)
+
+    def _coded_classifications(self) -> list[Classification]:
+        raise NotImplementedError
+
+    def to_rim(self) -> RimObject:
+        r = self._rim("RegistryPackage", {"objectType": V.OT_REGISTRY_PACKAGE})
+        r.classifications.append(Classification(self.id, None, self._NODE,
+                                                id=self.node_classification_id))
+        if self.limited:
+            r.classifications.append(Classification(self.id, None, self._LIMITED,
+                                                    id=self.limited_id))
+        r.classifications.extend(self._coded_classifications())
+        for scheme, f in self._EIS.items():
+            e = _ei(self, scheme, getattr(self, f), self.ei_ids)
+            if e is not None:
+                r.external_identifiers.append(e)
+        return self._finish_rim(r)
+
+
 @dataclass
-class SubmissionSet(RegistryEntry):
+class SubmissionSet(_Package):
     """XDSSubmissionSet: a RegistryPackage classified by the SubmissionSet node (ITI TF-3
     4.2.3.3)."""
 
@@ -454,6 +508,8 @@ class SubmissionSet(RegistryEntry):
     ei_ids: dict[str, str] = field(default_factory=dict, compare=False)
 
     KIND: ClassVar[str] = "SubmissionSet"
+    _NODE: ClassVar[str] = V.SUBMISSION_SET_NODE
+    _LIMITED: ClassVar[str] = V.SS_LIMITED
     _SINGLE: ClassVar[dict[str, str]] = {"submissionTime": "submission_time"}
     _MULTI: ClassVar[dict[str, str]] = {"intendedRecipient": "intended_recipients"}
     _EIS: ClassVar[dict[str, str]] = {V.SS_UNIQUE_ID: "unique_id", V.SS_SOURCE_ID: "source_id",
@@ -464,53 +520,26 @@ class SubmissionSet(RegistryEntry):
         self.authors = tuple(self.authors)
 
     @classmethod
-    def from_rim(cls, r: RimObject) -> "SubmissionSet":
-        if r.tag != "RegistryPackage":
-            raise ValueError(f"{r.id}: a SubmissionSet is a RegistryPackage, not {r.tag}")
-        kw = cls._common_kwargs(r)
-        kw["_attrs"].pop("objectType", None)
-        extra_c, authors = [], []
-        for c in r.classifications:
-            if c.scheme == V.SS_AUTHOR:
-                authors.append(Author.from_classification(c))
-            elif c.scheme == V.SS_CONTENT_TYPE:
-                if "content_type" in kw:
-                    raise ValueError(f"{r.id}: contentTypeCode appears more than once")
-                kw["content_type"] = Code.from_classification(c)
-            elif c.node == V.SUBMISSION_SET_NODE:
-                kw["node_classification_id"] = c.id
-            elif c.node == V.SS_LIMITED:
-                kw["limited"], kw["limited_id"] = True, c.id
-            else:
-                extra_c.append(c)
-        kw["authors"] = tuple(authors)
-        kw["extra_classifications"] = tuple(extra_c)
-        kw["extra_external_identifiers"] = tuple(_take_ids(r, cls._EIS, kw))
-        kw["ei_ids"] = kw.pop("_ei_ids", {})
-        kw["extra_attrs"] = _check_attrs(kw, set())
-        return cls(**kw)
+    def _classify(cls, c: Classification, kw: dict) -> bool:
+        if c.scheme == V.SS_AUTHOR:
+            kw["authors"] = (*kw.get("authors", ()), Author.from_classification(c))
+            return True
+        if c.scheme == V.SS_CONTENT_TYPE:
+            if "content_type" in kw:
+                raise ValueError(f"{c.classified_object}: contentTypeCode appears more than once")
+            kw["content_type"] = Code.from_classification(c)
+            return True
+        return False
 
-    def to_rim(self) -> RimObject:
-        r = self._rim("RegistryPackage", {"objectType": V.OT_REGISTRY_PACKAGE})
-        r.classifications.append(Classification(self.id, None, V.SUBMISSION_SET_NODE,
-                                                id=self.node_classification_id))
-        if self.limited:
-            r.classifications.append(Classification(self.id, None, V.SS_LIMITED,
-                                                    id=self.limited_id))
-        for a in self.authors:
-            r.classifications.append(a.to_classification(V.SS_AUTHOR, self.id))
+    def _coded_classifications(self) -> list[Classification]:
+        out = [a.to_classification(V.SS_AUTHOR, self.id) for a in self.authors]
         if self.content_type is not None:
-            r.classifications.append(self.content_type.to_classification(V.SS_CONTENT_TYPE,
-                                                                         self.id))
-        for scheme, f in self._EIS.items():
-            e = _ei(self, scheme, getattr(self, f), self.ei_ids)
-            if e is not None:
-                r.external_identifiers.append(e)
-        return self._finish_rim(r)
+            out.append(self.content_type.to_classification(V.SS_CONTENT_TYPE, self.id))
+        return out
 
 
 @dataclass
-class Folder(RegistryEntry):
+class Folder(_Package):
     """XDSFolder: a RegistryPackage classified by the Folder node (ITI TF-3 4.2.3.4)."""
 
     codes: tuple[Code, ...] = ()
@@ -523,6 +552,8 @@ class Folder(RegistryEntry):
     ei_ids: dict[str, str] = field(default_factory=dict, compare=False)
 
     KIND: ClassVar[str] = "Folder"
+    _NODE: ClassVar[str] = V.FOLDER_NODE
+    _LIMITED: ClassVar[str] = V.FD_LIMITED
     _SINGLE: ClassVar[dict[str, str]] = {"lastUpdateTime": "last_update_time"}
     _MULTI: ClassVar[dict[str, str]] = {}
     _EIS: ClassVar[dict[str, str]] = {V.FD_PATIENT_ID: "patient_id", V.FD_UNIQUE_ID: "unique_id"}
@@ -532,47 +563,15 @@ class Folder(RegistryEntry):
         self.codes = tuple(self.codes)
 
     @classmethod
-    def from_rim(cls, r: RimObject) -> "Folder":
-        if r.tag != "RegistryPackage":
-            raise ValueError(f"{r.id}: a Folder is a RegistryPackage, not {r.tag}")
-        kw = cls._common_kwargs(r)
-        kw["_attrs"].pop("objectType", None)
-        extra_c, codes = [], []
-        for c in r.classifications:
-            if c.scheme == V.FD_CODE_LIST:
-                codes.append(Code.from_classification(c))
-            elif c.node == V.FOLDER_NODE:
-                kw["node_classification_id"] = c.id
-            elif c.node == V.FD_LIMITED:
-                kw["limited"], kw["limited_id"] = True, c.id
-            else:
-                extra_c.append(c)
-        kw["codes"] = tuple(codes)
-        kw["extra_classifications"] = tuple(extra_c)
-        kw["extra_external_identifiers"] = tuple(_take_ids(r, cls._EIS, kw))
-        kw["ei_ids"] = kw.pop("_ei_ids", {})
-        kw["extra_attrs"] = _check_attrs(kw, set())
-        return cls(**kw)
+    def _classify(cls, c: Classification, kw: dict) -> bool:
+        if c.scheme == V.FD_CODE_LIST:
+            kw["codes"] = (*kw.get("codes", ()), Code.from_classification(c))
+            return True
+        return False
 
-    def to_rim(self) -> RimObject:
-        r = self._rim("RegistryPackage", {"objectType": V.OT_REGISTRY_PACKAGE})
-        r.classifications.append(Classification(self.id, None, V.FOLDER_NODE,
-                                                id=self.node_classification_id))
-        if self.limited:
-            r.classifications.append(Classification(self.id, None, V.FD_LIMITED,
-                                                    id=self.limited_id))
-        for code in self.codes:
-            r.classifications.append(code.to_classification(V.FD_CODE_LIST, self.id))
-        for scheme, f in self._EIS.items():
-            e = _ei(self, scheme, getattr(self, f), self.ei_ids)
-            if e is not None:
-                r.external_identifiers.append(e)
-        return self._finish_rim(r)
+    def _coded_classifications(self) -> list[Classification]:
+        return [code.to_classification(V.FD_CODE_LIST, self.id) for code in self.codes]
 
-
-# --------------------------------------------------------------------------------------------
-# Association and ObjectRef
-# --------------------------------------------------------------------------------------------
 
 @dataclass
 class Association(RegistryEntry):
