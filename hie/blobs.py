@@ -13,14 +13,22 @@ under ``HIE_DATA_DIR``):
   every folder small for hundreds of millions of blobs);
 - atomic: bytes are written to a temporary file under ``<root>/.tmp`` (same file system), the file
   is fsync'ed, renamed to its final name, and the folder fsync'ed, so a reader never sees a partial
-  blob and a crash leaves at most an orphan temporary file (swept after a day);
+  blob and a crash leaves at most an orphan temporary file (swept after a day).  A fan-out folder's
+  own entry is fsync'ed in its parent the first time this process uses the folder (created now or
+  found), after which a put costs two fsyncs: the file and its folder;
+- no copy for spooled uploads: :meth:`FileBlobStore.adopt` takes a private temporary file (an MTOM
+  part the transport spooled to disk under the same data folder), hashes it in one read pass,
+  fsyncs it and hard-links it under its key — same guarantees as :meth:`~FileBlobStore.put`
+  without writing the bytes a second time (it copies when the files are on different file
+  systems);
 - idempotent: putting identical content again returns the same key and writes nothing new
   (:attr:`BlobInfo.created` tells the caller whether this call created the blob, which is what a
   failed transaction needs to know to clean up after itself).
 
 Keys are opaque to callers: persist the key a store returned and never derive paths from it.
 
-How other stores fit (DESIGN.md principle 8) — implement the same five methods:
+How other stores fit (DESIGN.md principle 8) — implement the same five methods (``adopt`` is an
+optional extra that callers look for with ``getattr``):
 
 - **S3-compatible object store**: ``put`` streams the chunks into a multipart upload under a
   temporary object name while hashing, then copies to ``<sha256>`` (skipped when a HEAD shows it
@@ -34,11 +42,13 @@ How other stores fit (DESIGN.md principle 8) — implement the same five methods
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Protocol, runtime_checkable
@@ -68,8 +78,9 @@ class BlobInfo:
 class BlobStore(Protocol):
     """Where document bytes live.  Implementations are safe to share between threads."""
 
-    def put(self, stream: BinaryIO | Iterable[bytes]) -> BlobInfo:
-        """Store the bytes read from ``stream`` (a binary file object or an iterable of chunks)."""
+    def put(self, stream: BinaryIO | Iterable[bytes] | bytes) -> BlobInfo:
+        """Store the bytes read from ``stream`` (a binary file object, an iterable of chunks, or
+        the bytes themselves: :func:`iter_chunks` takes all three)."""
         ...
 
     def open(self, key: str) -> BinaryIO:
@@ -122,6 +133,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# a failed os.link that means "this file system (or this pair of them) cannot hard-link": copy
+_NO_LINK = frozenset(e for e in (getattr(errno, n, None) for n in (
+    "EXDEV", "EPERM", "EACCES", "EMLINK", "ENOTSUP", "EOPNOTSUPP", "ENOSYS")) if e is not None)
+
+
 class FileBlobStore:
     """Content-addressed blobs in a local folder (see the module docstring)."""
 
@@ -130,6 +152,11 @@ class FileBlobStore:
         self.fsync = fsync
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        # fan-out folders known to exist with a durable entry in their parent (index: the
+        # folder's hex name(s) as a number), so a put costs no mkdir/stat and no folder fsync
+        # beyond the blob's own folder once its folder is known
+        self._known1 = bytearray(256)
+        self._known2 = bytearray(65536)
         self.sweep_temp()
 
     def __repr__(self) -> str:
@@ -145,9 +172,10 @@ class FileBlobStore:
     # -- writing ----------------------------------------------------------------------------
 
     def put(self, stream: BinaryIO | Iterable[bytes] | bytes) -> BlobInfo:
+        if isinstance(stream, (bytes, bytearray)):
+            return self._put_buffer(stream)
         sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
-        tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in iter_chunks(stream):
@@ -156,31 +184,139 @@ class FileBlobStore:
                     size += len(chunk)
                     out.write(chunk)
                 out.flush()
-                if self.fsync:
+                key = sha256.hexdigest()
+                final = self._file(key)
+                pending = self._fan_out(key)
+                exists = self._has(final, size)
+                if self.fsync and not exists:
                     os.fsync(out.fileno())
+            if exists:
+                os.unlink(tmp_name)  # identical content is already there: keep the old file
+                return self._existing(key, sha1.hexdigest(), size, pending)
+            self._install(tmp_name, final, key, pending)
+            return BlobInfo(key, sha1.hexdigest(), key, size, True)
+        except BaseException:
+            _unlink_quietly(tmp_name)
+            raise
+
+    def _put_buffer(self, data: bytes | bytearray) -> BlobInfo:
+        """:meth:`put` of bytes already in memory: hashed first, so identical content already
+        stored costs no write at all."""
+        sha1, key = hashlib.sha1(data).hexdigest(), hashlib.sha256(data).hexdigest()
+        size = len(data)
+        final = self._file(key)
+        pending = self._fan_out(key)
+        if self._has(final, size):
+            return self._existing(key, sha1, size, pending)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        try:
+            try:
+                _write_all(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._install(tmp_name, final, key, pending)
+        except BaseException:
+            _unlink_quietly(tmp_name)
+            raise
+        return BlobInfo(key, sha1, key, size, True)
+
+    def adopt(self, path: Path | str) -> BlobInfo:
+        """Store the bytes of the file at ``path`` without copying them: the file is read once
+        (SHA-1, SHA-256, size), fsync'ed and hard-linked under its key.  ``path`` itself stays
+        where it is and still belongs to the caller, who deletes it as usual; the blob keeps the
+        bytes.  Meant for private temporary files that nobody writes to any more (an MTOM part
+        spooled by :class:`hie.mtom.MtomParser`): never adopt a file someone may change in
+        place.  Where hard links are impossible (``path`` on another file system) the bytes are
+        copied as :meth:`put` does."""
+        sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
+        with open(path, "rb", buffering=0) as fh:
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                sha1.update(chunk)
+                sha256.update(chunk)
+                size += len(chunk)
             key = sha256.hexdigest()
             final = self._file(key)
-            created = True
-            try:
-                existing = final.stat().st_size
-            except FileNotFoundError:
-                existing = None
-            if existing == size:
-                created = False  # identical content is already there: keep the old file
-                tmp.unlink()
-            else:
-                new_dirs = not final.parent.exists()
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-                if self.fsync:
-                    _fsync_dir(final.parent)
-                    if new_dirs:
-                        _fsync_dir(final.parent.parent)
-                        _fsync_dir(self.root)
-            return BlobInfo(key, sha1.hexdigest(), key, size, created)
+            pending = self._fan_out(key)
+            if self._has(final, size):
+                return self._existing(key, sha1.hexdigest(), size, pending)
+            if self.fsync:
+                os.fsync(fh.fileno())
+        tmp_name = os.path.join(self._tmp, f"adopt-{uuid.uuid4().hex}")
+        try:
+            os.link(path, tmp_name)
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            with open(path, "rb") as fh:
+                return self.put(fh)
+        try:
+            self._install(tmp_name, final, key, pending)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink_quietly(tmp_name)
             raise
+        return BlobInfo(key, sha1.hexdigest(), key, size, True)
+
+    # -- the steps every write shares ---------------------------------------------------------
+
+    def _fan_out(self, key: str) -> list[tuple[int, int, Path]]:
+        """Make sure the blob's two fan-out folders exist.  Returns those whose entry in their
+        parent is not yet known to be durable (created now, or first seen by this process):
+        :meth:`_install` fsyncs their parents once, then they are known."""
+        i1, i2 = int(key[:2], 16), int(key[:4], 16)
+        if self._known2[i2]:
+            return []
+        pending = []
+        l1 = self.root / key[:2]
+        for level, index, folder in ((1, i1, l1), (2, i2, l1 / key[2:4])):
+            if level == 1 and self._known1[i1]:
+                continue
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            pending.append((level, index, folder))
+        return pending
+
+    def _has(self, final: Path, size: int) -> bool:
+        try:
+            return final.stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+    def _existing(self, key: str, sha1: str, size: int,
+                  pending: list[tuple[int, int, Path]]) -> BlobInfo:
+        # the file may have just been renamed into place by a concurrent writer that has not yet
+        # fsync'ed the folder: do it here too before the caller commits a row naming the blob
+        if self.fsync:
+            _fsync_dir(self.root / key[:2] / key[2:4])
+        self._sync_fan_out(pending)
+        return BlobInfo(key, sha1, key, size, False)
+
+    def _install(self, tmp_name: str, final: Path, key: str,
+                 pending: list[tuple[int, int, Path]]) -> None:
+        """Rename the fsync'ed temporary file to its final name; make the names durable."""
+        try:
+            os.replace(tmp_name, final)
+        except FileNotFoundError:  # a fan-out folder vanished (removed by hand): make it again
+            self._known1[int(key[:2], 16)] = 0
+            self._known2[int(key[:4], 16)] = 0
+            pending = self._fan_out(key)
+            os.replace(tmp_name, final)
+        if self.fsync:
+            _fsync_dir(final.parent)
+        self._sync_fan_out(pending)
+
+    def _sync_fan_out(self, pending: list[tuple[int, int, Path]]) -> None:
+        if self.fsync:
+            for parent in dict.fromkeys(folder.parent for _, _, folder in pending):
+                _fsync_dir(parent)
+        for level, index, _ in pending:
+            (self._known1 if level == 1 else self._known2)[index] = 1
 
     def delete(self, key: str) -> bool:
         try:
@@ -226,6 +362,13 @@ class FileBlobStore:
             return self._file(key).stat().st_size
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
 
 
 __all__ = ["BlobStore", "BlobInfo", "BlobNotFound", "FileBlobStore", "iter_chunks", "CHUNK"]

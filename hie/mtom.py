@@ -18,7 +18,9 @@ straddle two chunks), and never holds more than one bounded window of it:
 
 Anything malformed raises :class:`MtomError` (a :class:`hie.errors.HieError`), which the SOAP
 transport answers with an ``env:Sender`` fault.  On an error the parser deletes its own spool
-files; after a successful :meth:`MtomParser.close` the caller owns them (``cleanup()``).
+files; after a successful :meth:`MtomParser.close` the caller owns them (``cleanup()``).  Their
+attachments are marked ``spooled`` (private files nobody writes to again), so the blob store may
+hard-link them instead of copying (:meth:`hie.blobs.FileBlobStore.adopt`).
 
 Writing.  :func:`mtom_stream` yields the package for an envelope: the root part as
 ``application/xop+xml; charset=UTF-8; type="application/soap+xml"``, then each attachment
@@ -484,7 +486,7 @@ class MtomParser:
         if part.file is not None:
             part.file.close()
             att = Attachment(part.content_id, _clean_type(part.content_type), path=part.path,
-                             size=part.size)
+                             size=part.size, spooled=True)
         else:
             att = Attachment(part.content_id, _clean_type(part.content_type),
                              data=bytes(part.mem))

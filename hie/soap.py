@@ -60,7 +60,9 @@ XOP_NS = "http://www.w3.org/2004/08/xop/include"
 @dataclass
 class Attachment:
     """A document travelling with a SOAP message.  Exactly one of ``data`` / ``path`` / ``opener``
-    is set.  ``size`` is known for data and path."""
+    is set.  ``size`` is known for data and path.  ``spooled`` marks ``path`` as the transport's
+    private temporary file (an MTOM part spooled to disk, deleted after the response), which
+    nobody writes to any more: a blob store may hard-link it instead of copying the bytes."""
 
     content_id: str
     content_type: str = "application/octet-stream"
@@ -68,6 +70,7 @@ class Attachment:
     path: Path | None = None
     opener: Callable[[], BinaryIO] | None = None
     size: int | None = None
+    spooled: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.data, self.path, self.opener)) != 1:

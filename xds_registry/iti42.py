@@ -6,11 +6,13 @@ out); :func:`register` is the same for the Document Repository in-process (ITI-4
 metadata here) and optionally joins the caller's unit of work.
 
 Steps: parse (ebRIM → models), validate the metadata (:mod:`xds_registry.validation`), replace
-symbolic ids, then in one unit of work, under the registry write lock: check against the
-registry (known patient, uniqueIds, references, document relationships), store every object
-Approved, deprecate replaced documents (and their addenda/transformations), link replacements
-into the folders of the originals and keep Folder.lastUpdateTime.  Any error leaves the registry
-untouched and is answered as status Failure with a RegistryErrorList.
+symbolic ids (:func:`prepare`, no database), then in one unit of work: the patient is known to
+the patient index, and under the registry write lock: check against the registry (uniqueIds,
+references, document relationships — one statement, :func:`prefetch`), store every object
+Approved (one INSERT per table), deprecate replaced documents (and their addenda/
+transformations), link replacements into the folders of the originals and keep
+Folder.lastUpdateTime.  Any error leaves the registry untouched and is answered as status
+Failure with a RegistryErrorList.
 
 Decisions on points the TF leaves open:
 
@@ -26,6 +28,7 @@ Decisions on points the TF leaves open:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -56,12 +59,21 @@ def handle(ctx: Context, req: SoapRequest) -> SoapResponse:
     return SoapResponse(register(ctx, req.body).to_ebrim())
 
 
-def register(ctx: Context, request: etree._Element,
-             conn: Connection | None = None) -> RegistryResponse:
-    """Register the metadata of ``request`` (an ``lcm:SubmitObjectsRequest``).
+@dataclass
+class Prepared:
+    """A SubmitObjectsRequest parsed, validated and with its symbolic ids replaced; when valid,
+    also the rows of its objects (all but their registration numbers), so that the work under
+    the registry lock is the checks and the INSERTs."""
 
-    With ``conn`` the work joins the caller's unit of work (inside a SAVEPOINT, so a failure
-    leaves the caller's other writes alone); otherwise it runs in its own ``ctx.db.begin()``."""
+    so: SubmitObjects
+    errors: ErrorCollector
+    rows: store.Rows | None = None
+    now: dt.datetime | None = None
+
+
+def prepare(ctx: Context, request: etree._Element) -> Prepared:
+    """The steps of :func:`register` that need no database (parse, validate, resolve ids), so a
+    caller can run them before its unit of work takes the write lock."""
     errors = ErrorCollector()
     so = parse_submit_objects(request, errors)
     if not errors.has_errors:
@@ -70,14 +82,38 @@ def register(ctx: Context, request: etree._Element,
     ss = so.submission_set
     if ss is not None and ss.patient_id:
         ctx.note(ss.patient_id, [ss.unique_id] if ss.unique_id else [])
+    prepared = Prepared(so, errors)
+    if not errors.has_errors:
+        prepared.rows, prepared.now = build_rows(so)
+    return prepared
+
+
+def register(ctx: Context, request: etree._Element | None,
+             conn: Connection | None = None, *, prepared: Prepared | None = None,
+             nested: bool = True) -> RegistryResponse:
+    """Register the metadata of ``request`` (an ``lcm:SubmitObjectsRequest``), or of the
+    ``prepared`` result of :func:`prepare`.
+
+    With ``conn`` the work joins the caller's unit of work, inside a SAVEPOINT so a failure leaves
+    the caller's other writes alone — unless ``nested=False``, for a caller that rolls its whole
+    unit of work back whenever the response is a Failure; otherwise it runs in its own
+    ``ctx.db.begin()``."""
+    if prepared is None:
+        assert request is not None
+        prepared = prepare(ctx, request)
+    so, errors = prepared.so, prepared.errors
     if errors.has_errors:
         return failure(ctx, errors.errors)
     try:
-        with unit_of_work(ctx, conn) as c:
+        with unit_of_work(ctx, conn, nested) as c:
+            # the patient index is not guarded by the registry lock: asked before taking it,
+            # which keeps a round trip out of the serialized part
+            assert so.submission_set is not None
+            check_patient(ctx, c, so.submission_set.patient_id, errors)
             store.lock_registry(c)
             plan = check_register(ctx, c, so, errors)
             errors.raise_if_errors()
-            write_register(c, so, plan)
+            write_register(c, so, plan, prepared.rows, prepared.now)
             forward.enqueue(ctx, c, so)
     except RegistryErrors as e:
         return failure(ctx, e.errors)
@@ -99,13 +135,16 @@ def failure(ctx: Context, errors) -> RegistryResponse:
 
 
 @contextlib.contextmanager
-def unit_of_work(ctx: Context, conn: Connection | None) -> Iterator[Connection]:
+def unit_of_work(ctx: Context, conn: Connection | None, nested: bool = True
+                 ) -> Iterator[Connection]:
     if conn is None:
         with ctx.db.begin() as c:
             yield c
-    else:
+    elif nested:
         with conn.begin_nested():
             yield conn
+    else:
+        yield conn
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,22 +173,33 @@ def check_patient(ctx: Context, conn: Connection, patient_id: str | None,
                      "patient identity source (affinity domain)", patient_id)
 
 
-def check_new_ids(conn: Connection, so: SubmitObjects, errors: ErrorCollector) -> None:
-    taken = store.load(conn, [o.id for o in so.entries()])
+def check_new_ids(conn: Connection, so: SubmitObjects, errors: ErrorCollector,
+                  found: store.Lookup | None = None) -> None:
+    """(``found``: the objects already read by :func:`prefetch`.)"""
+    own = [o.id for o in so.entries()]
+    if found is None:
+        taken = store.load(conn, own)
+    else:
+        taken = {i: found.by_id[i] for i in dict.fromkeys(own) if i in found.by_id}
     for oid, ex in taken.items():
         errors.error(META, f"entryUUID {oid} is already registered (as {ex.kind})", oid)
 
 
-def check_unique_ids(conn: Connection, so: SubmitObjects, errors: ErrorCollector) -> None:
+def check_unique_ids(conn: Connection, so: SubmitObjects, errors: ErrorCollector,
+                     found: store.Lookup | None = None) -> None:
     """ITI TF-2b 3.42.4.1.3.4 / 3.42.4.1.3.6: SubmissionSet and Folder uniqueIds are new;
     a DocumentEntry uniqueId is new or names the same document (hash, size) of the same patient."""
     for kind, objs in (("SubmissionSet", so.submission_sets), ("Folder", so.folders)):
-        found = store.package_unique_ids(conn, kind, [o.unique_id for o in objs])
+        if found is None:
+            packages = store.package_unique_ids(conn, kind, [o.unique_id for o in objs])
+        else:
+            packages = found.submission_sets if kind == "SubmissionSet" else found.folders
         for o in objs:
-            if o.unique_id in found:
+            if o.unique_id in packages:
                 errors.error(XDS.DuplicateUniqueIdInRegistry,
                              f"{kind} uniqueId {o.unique_id} is already registered", o.id)
-    found_docs = store.documents_by_unique_id(conn, [d.unique_id for d in so.documents])
+    found_docs = (store.documents_by_unique_id(conn, [d.unique_id for d in so.documents])
+                  if found is None else found.documents)
     for d in so.documents:
         for ex in found_docs.get(d.unique_id, []):
             check_same_document(d, ex, errors)
@@ -187,24 +237,35 @@ def referenced(so: SubmitObjects) -> set[str]:
     return refs - own
 
 
-def check_references(conn: Connection, so: SubmitObjects, errors: ErrorCollector
-                     ) -> dict[str, Existing]:
+def check_references(conn: Connection, so: SubmitObjects, errors: ErrorCollector,
+                     found: store.Lookup | None = None) -> dict[str, Existing]:
     ext = referenced(so)
-    found = store.load(conn, ext)
-    for missing in sorted(ext - set(found)):
+    if found is None:
+        known = store.load(conn, ext)
+    else:
+        known = {i: found.by_id[i] for i in ext if i in found.by_id}
+    for missing in sorted(ext - set(known)):
         errors.error(XDS.UnresolvedReferenceException,
                      f"{missing} is neither in the submission nor in the registry", missing)
-    return found
+    return known
+
+
+def prefetch(conn: Connection, so: SubmitObjects) -> store.Lookup:
+    """Everything :func:`check_new_ids`, :func:`check_unique_ids` and :func:`check_references`
+    read from the registry, in one statement."""
+    return store.lookup(conn, ids=[*(o.id for o in so.entries()), *referenced(so)],
+                        document_uids=[d.unique_id for d in so.documents],
+                        submission_set_uids=[o.unique_id for o in so.submission_sets],
+                        folder_uids=[o.unique_id for o in so.folders])
 
 
 def check_register(ctx: Context, conn: Connection, so: SubmitObjects,
                    errors: ErrorCollector) -> Plan:
-    ss = so.submission_set
-    assert ss is not None
-    check_patient(ctx, conn, ss.patient_id, errors)
-    check_new_ids(conn, so, errors)
-    check_unique_ids(conn, so, errors)
-    plan = Plan(existing=check_references(conn, so, errors))
+    """The checks against the registry, under its write lock (the patient is checked before)."""
+    found = prefetch(conn, so)
+    check_new_ids(conn, so, errors, found)
+    check_unique_ids(conn, so, errors, found)
+    plan = Plan(existing=check_references(conn, so, errors, found))
     check_associations(conn, so, plan, errors)
     return plan
 
@@ -309,15 +370,31 @@ def plan_replacements(conn: Connection, ss_id: str, replaced: dict[str, str], pl
 # write
 # --------------------------------------------------------------------------------------------
 
-def write_register(conn: Connection, so: SubmitObjects, plan: Plan) -> None:
+def build_rows(so: SubmitObjects) -> tuple[store.Rows, dt.datetime]:
+    """The rows of the submitted objects, all Approved, as of now (which also becomes the new
+    Folders' lastUpdateTime, ITI TF-3 4.2.3.4.3: set by the registry); numbered later."""
     now = store.now_utc()
     when = now.strftime("%Y%m%d%H%M%S")
-    seq = store.next_seq(conn)
     for fd in so.folders:
-        fd.last_update_time = when  # ITI TF-3 4.2.3.4.3: set by the registry
-    for entry in [*so.entries(), *plan.extra_associations]:
-        store.insert(conn, entry, seq=seq, status=APPROVED, created_at=now)
-        seq += 1
+        fd.last_update_time = when
+    rows = store.Rows()
+    for entry in so.entries():
+        rows.add(entry, seq=None, status=APPROVED, created_at=now)
+    return rows, now
+
+
+def write_register(conn: Connection, so: SubmitObjects, plan: Plan,
+                   rows: store.Rows | None = None, now: dt.datetime | None = None) -> None:
+    """Store the submission: ``rows`` / ``now`` from :func:`build_rows` (built before the lock by
+    :func:`prepare`), else built here; plus the plan's extra associations, deprecations and
+    Folder updates."""
+    if rows is None or now is None:
+        rows, now = build_rows(so)
+    when = now.strftime("%Y%m%d%H%M%S")
+    for extra in plan.extra_associations:
+        rows.add(extra, seq=None, status=APPROVED, created_at=now)
+    rows.number(store.next_seq(conn))
+    rows.write(conn)
     if plan.deprecate:
         store.set_status(conn, plan.deprecate, DEPRECATED)
     store.touch_folders(conn, [f for f in plan.touched_folders

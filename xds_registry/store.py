@@ -6,15 +6,22 @@ associations).
 Every function takes a connection inside the caller's unit of work (``ctx.db.begin()``), so a
 transaction is stored completely or not at all (DESIGN.md principle 5).
 
-Concurrency.  :func:`lock_registry` must be the first statement of every registry write unit: on
-PostgreSQL it takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``), on SQLite the
-unit of work already began with ``BEGIN IMMEDIATE`` (hie.db), which holds the database write lock.
+Concurrency.  :func:`lock_registry` must come before the first registry statement of every write
+unit (ITI-41 reads its own ``repo_document`` rows first, in the same unit): on PostgreSQL it
+takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``), on SQLite the unit of work
+already began with ``BEGIN IMMEDIATE`` (hie.db), which holds the database write lock.
 Registry writers are thus serialized, which makes the check-then-write rules of the TF safe — a
 uniqueId registered twice by two concurrent submissions, a document replaced twice, two new
 versions of one logicalId, ``seq = max(seq) + 1`` — without relying on isolation levels.  Readers
 (stored queries) never take the lock.  A write unit is a handful of indexed statements (a few
 milliseconds), so this bounds registrations at several hundred per second per registry, far above
 a regional platform's load; should it ever matter, the lock can be split per patient.
+
+Cost.  The statements of the write path are built once (module constants, expanding IN
+parameters), so executing them reuses SQLAlchemy's compiled form; :func:`lookup` answers a
+submission's existence checks in one UNION ALL; :class:`Rows` gathers a submission's rows (built
+before the lock, numbered under it) and writes them with one executemany INSERT per table,
+however many objects, codes and authors it has.
 """
 from __future__ import annotations
 
@@ -47,7 +54,7 @@ def lock_registry(conn: Connection) -> None:
 
 def next_seq(conn: Connection) -> int:
     """The next registration sequence number (safe under :func:`lock_registry`)."""
-    return (conn.execute(sa.select(sa.func.max(t_obj.c.seq))).scalar() or 0) + 1
+    return (conn.execute(_MAX_SEQ).scalar() or 0) + 1
 
 
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
@@ -98,11 +105,24 @@ def _row(r) -> Existing:
                     r.hash, r.size, r.source_id, r.target_id, r.type)
 
 
+# Statements of the hot write path are built once, with expanding IN parameters: executing a
+# prebuilt construct reuses its cache key and compiled SQL instead of rebuilding both per call.
+_VALUES = sa.bindparam("values", expanding=True)
+_BY_ID = _existing_select().where(t_obj.c.id.in_(_VALUES))
+_BY_LID = _existing_select().where(t_obj.c.lid.in_(_VALUES)).order_by(t_obj.c.version)
+_BY_DOC_UID = _existing_select().where(t_de.c.unique_id.in_(_VALUES)).order_by(t_obj.c.seq)
+_PACKAGE_UIDS = {
+    kind: sa.select(table.c.unique_id, t_obj.c.lid)
+    .select_from(table.join(t_obj, t_obj.c.id == table.c.id)).where(table.c.unique_id.in_(_VALUES))
+    for kind, table in (("SubmissionSet", t_ss), ("Folder", t_fd))}
+_MAX_SEQ = sa.select(sa.func.max(t_obj.c.seq))
+
+
 def load(conn: Connection, ids: Iterable[str]) -> dict[str, Existing]:
     """The registered objects among ``ids`` (any kind), by id."""
     out: dict[str, Existing] = {}
     for part in _chunks(ids):
-        for r in conn.execute(_existing_select().where(t_obj.c.id.in_(part))):
+        for r in conn.execute(_BY_ID, {"values": part}):
             out[r.id] = _row(r)
     return out
 
@@ -115,8 +135,7 @@ def versions(conn: Connection, lids: Iterable[str]) -> dict[str, list[Existing]]
     """Every version of each logical id, oldest first."""
     out: dict[str, list[Existing]] = {}
     for part in _chunks(lids):
-        q = _existing_select().where(t_obj.c.lid.in_(part)).order_by(t_obj.c.version)
-        for r in conn.execute(q):
+        for r in conn.execute(_BY_LID, {"values": part}):
             out.setdefault(r.lid, []).append(_row(r))
     return out
 
@@ -124,8 +143,7 @@ def versions(conn: Connection, lids: Iterable[str]) -> dict[str, list[Existing]]
 def documents_by_unique_id(conn: Connection, uids: Iterable[str]) -> dict[str, list[Existing]]:
     out: dict[str, list[Existing]] = {}
     for part in _chunks(uids):
-        q = _existing_select().where(t_de.c.unique_id.in_(part)).order_by(t_obj.c.seq)
-        for r in conn.execute(q):
+        for r in conn.execute(_BY_DOC_UID, {"values": part}):
             out.setdefault(r.unique_id, []).append(_row(r))
     return out
 
@@ -133,13 +151,76 @@ def documents_by_unique_id(conn: Connection, uids: Iterable[str]) -> dict[str, l
 def package_unique_ids(conn: Connection, kind: str, uids: Iterable[str]) -> dict[str, str]:
     """uniqueId -> logical id of the SubmissionSets (``kind="SubmissionSet"``) or Folders
     already registered with these uniqueIds."""
-    table = t_ss if kind == "SubmissionSet" else t_fd
+    q = _PACKAGE_UIDS["SubmissionSet" if kind == "SubmissionSet" else "Folder"]
     out: dict[str, str] = {}
     for part in _chunks(uids):
-        q = sa.select(table.c.unique_id, t_obj.c.lid).select_from(
-            table.join(t_obj, t_obj.c.id == table.c.id)).where(table.c.unique_id.in_(part))
-        for r in conn.execute(q):
+        for r in conn.execute(q, {"values": part}):
             out[r.unique_id] = r.lid
+    return out
+
+
+@dataclass
+class Lookup:
+    """What a submission's checks need from the registry (:func:`lookup`): registered objects by
+    id, DocumentEntries by uniqueId (registration order), and uniqueId -> logical id of the
+    SubmissionSets and of the Folders."""
+
+    by_id: dict[str, Existing]
+    documents: dict[str, list[Existing]]
+    submission_sets: dict[str, str]
+    folders: dict[str, str]
+
+
+def _lookup_branch(tag: str, column) -> sa.Select:
+    return (_existing_select().add_columns(t_obj.c.seq, sa.literal(tag).label("which"))
+            .where(column.in_(sa.bindparam(tag, expanding=True))))
+
+
+# one statement, each branch driven by its own index (a UNION ALL, not an OR across joined
+# tables, which no planner can answer from the indexes); only the branches with values take
+# part (an empty IN list would let a planner scan xds_object), one prebuilt statement for each
+# combination
+_LOOKUP_COLUMNS = {"ids": t_obj.c.id, "doc_uids": t_de.c.unique_id,
+                   "ss_uids": t_ss.c.unique_id, "folder_uids": t_fd.c.unique_id}
+_LOOKUPS: dict[tuple[str, ...], sa.CompoundSelect | sa.Select] = {}
+
+
+def _lookup_statement(tags: tuple[str, ...]):
+    stmt = _LOOKUPS.get(tags)
+    if stmt is None:
+        branches = [_lookup_branch(t, _LOOKUP_COLUMNS[t]) for t in tags]
+        stmt = _LOOKUPS[tags] = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    return stmt
+
+
+def lookup(conn: Connection, *, ids: Iterable[str] = (), document_uids: Iterable[str] = (),
+           submission_set_uids: Iterable[str] = (), folder_uids: Iterable[str] = ()) -> Lookup:
+    """:func:`load`, :func:`documents_by_unique_id` and :func:`package_unique_ids` (both kinds)
+    in one round trip."""
+    params = {"ids": list(dict.fromkeys(ids)), "doc_uids": list(dict.fromkeys(document_uids)),
+              "ss_uids": list(dict.fromkeys(submission_set_uids)),
+              "folder_uids": list(dict.fromkeys(folder_uids))}
+    if any(len(v) > CHUNK for v in params.values()):
+        return Lookup(load(conn, params["ids"]),
+                      documents_by_unique_id(conn, params["doc_uids"]),
+                      package_unique_ids(conn, "SubmissionSet", params["ss_uids"]),
+                      package_unique_ids(conn, "Folder", params["folder_uids"]))
+    out = Lookup({}, {}, {}, {})
+    tags = tuple(t for t, v in params.items() if v)
+    if not tags:
+        return out
+    docs: list = []
+    for r in conn.execute(_lookup_statement(tags), {t: params[t] for t in tags}):
+        if r.which == "ids":
+            out.by_id[r.id] = _row(r)
+        elif r.which == "doc_uids":
+            docs.append(r)
+        elif r.which == "ss_uids":
+            out.submission_sets[r.unique_id] = r.lid
+        else:
+            out.folders[r.unique_id] = r.lid
+    for r in sorted(docs, key=lambda r: r.seq):
+        out.documents.setdefault(r.unique_id, []).append(_row(r))
     return out
 
 
@@ -177,71 +258,99 @@ def insert(conn: Connection, entry: AnyEntry, *, seq: int, status: str = APPROVE
            version: int = 1, created_at: dt.datetime | None = None) -> None:
     """Insert ``entry`` (final ids) with its typed rows; ``xml`` is its ebRIM element with
     ``lid`` and ``VersionInfo`` written in (the status is managed by the row, not the XML)."""
-    entry.lid = entry.lid or entry.id
-    entry.status = None
-    if not isinstance(entry, (Association, SubmissionSet)):
-        entry.version = str(version)
-    created_at = created_at or now_utc()
-    conn.execute(t_obj.insert().values(
-        id=entry.id, seq=seq, kind=entry.KIND, lid=entry.lid, version=version, status=status,
-        home=entry.home, xml=serialize(entry.to_ebrim()), created_at=created_at))
-    if isinstance(entry, DocumentEntry):
-        _insert_document(conn, entry, status)
-    elif isinstance(entry, SubmissionSet):
-        conn.execute(t_ss.insert().values(
-            id=entry.id, unique_id=entry.unique_id, patient_id=entry.patient_id,
-            source_id=entry.source_id, submission_time=entry.submission_time,
-            content_type_code=entry.content_type.code if entry.content_type else None,
-            content_type_scheme=entry.content_type.scheme if entry.content_type else None,
-            status=status))
-        _insert_authors(conn, entry.id, entry.authors)
-    elif isinstance(entry, Folder):
-        conn.execute(t_fd.insert().values(
-            id=entry.id, lid=entry.lid, unique_id=entry.unique_id, patient_id=entry.patient_id,
-            last_update_time=entry.last_update_time, status=status))
-        _insert_codes(conn, entry.id, "folder", entry.codes)
-    elif isinstance(entry, Association):
-        conn.execute(t_assoc.insert().values(
-            id=entry.id, type=entry.type_short or entry.type[-32:], source_id=entry.source,
-            target_id=entry.target, status=status, ss_status=entry.ss_status))
-    else:  # pragma: no cover - AnyEntry is closed
-        raise TypeError(type(entry))
+    rows = Rows()
+    rows.add(entry, seq=seq, status=status, version=version, created_at=created_at)
+    rows.write(conn)
+
+
+# one prebuilt INSERT per table, in foreign-key order (xds_object first)
+_INSERTS = {t: t.insert() for t in (t_obj, t_ss, t_fd, t_de, t_assoc, t_code, t_author, t_ref)}
+
+
+class Rows:
+    """The rows of a batch of registry objects, gathered per table, so that a submission costs one
+    (executemany) INSERT per table instead of one per row."""
+
+    def __init__(self) -> None:
+        self.tables: dict[sa.Table, list[dict]] = {t: [] for t in _INSERTS}
+
+    def add(self, entry: AnyEntry, *, seq: int | None, status: str = APPROVED, version: int = 1,
+            created_at: dt.datetime | None = None) -> None:
+        """Add ``entry`` (final ids) with its typed rows; ``seq=None`` leaves the registration
+        number to :meth:`number` (rows built before the registry lock is taken)."""
+        entry.lid = entry.lid or entry.id
+        entry.status = None
+        if not isinstance(entry, (Association, SubmissionSet)):
+            entry.version = str(version)
+        created_at = created_at or now_utc()
+        rows = self.tables
+        rows[t_obj].append(dict(
+            id=entry.id, seq=seq, kind=entry.KIND, lid=entry.lid, version=version, status=status,
+            home=entry.home, xml=serialize(entry.to_ebrim()), created_at=created_at))
+        if isinstance(entry, DocumentEntry):
+            self._document(entry, status)
+        elif isinstance(entry, SubmissionSet):
+            rows[t_ss].append(dict(
+                id=entry.id, unique_id=entry.unique_id, patient_id=entry.patient_id,
+                source_id=entry.source_id, submission_time=entry.submission_time,
+                content_type_code=entry.content_type.code if entry.content_type else None,
+                content_type_scheme=entry.content_type.scheme if entry.content_type else None,
+                status=status))
+            self._authors(entry.id, entry.authors)
+        elif isinstance(entry, Folder):
+            rows[t_fd].append(dict(
+                id=entry.id, lid=entry.lid, unique_id=entry.unique_id,
+                patient_id=entry.patient_id, last_update_time=entry.last_update_time,
+                status=status))
+            self._codes(entry.id, "folder", entry.codes)
+        elif isinstance(entry, Association):
+            rows[t_assoc].append(dict(
+                id=entry.id, type=entry.type_short or entry.type[-32:], source_id=entry.source,
+                target_id=entry.target, status=status, ss_status=entry.ss_status))
+        else:  # pragma: no cover - AnyEntry is closed
+            raise TypeError(type(entry))
+
+    def _document(self, de: DocumentEntry, status: str) -> None:
+        self.tables[t_de].append(dict(
+            id=de.id, lid=de.lid, unique_id=de.unique_id, patient_id=de.patient_id,
+            status=status, entry_type=de.entry_type, **_code_cols("class", de.class_code),
+            **_code_cols("type", de.type_code), **_code_cols("practice", de.practice_code),
+            **_code_cols("hcft", de.hcft_code), **_code_cols("format", de.format_code),
+            creation_time=de.creation_time, service_start_time=de.service_start_time,
+            service_stop_time=de.service_stop_time, mime_type=de.mime_type,
+            hash=de.hash.lower() if de.hash else None, size=de.size,
+            repository_unique_id=de.repository_unique_id, availability=status))
+        self._codes(de.id, "event", de.event_codes)
+        self._codes(de.id, "conf", de.confidentiality_codes)
+        self._authors(de.id, de.authors)
+        self.tables[t_ref].extend({"object_id": de.id, "reference_id": r}
+                                  for r in dict.fromkeys(de.reference_ids or ()))
+
+    def _codes(self, object_id: str, kind: str, codes) -> None:
+        self.tables[t_code].extend({"object_id": object_id, "kind": kind, "code": c.code,
+                                    "scheme": c.scheme} for c in codes)
+
+    def _authors(self, object_id: str, authors) -> None:
+        self.tables[t_author].extend({"object_id": object_id, "person": a.person}
+                                     for a in authors if a.person)
+
+    def number(self, first_seq: int) -> int:
+        """Number the objects in the order they were added: ``first_seq``, ``first_seq + 1``,
+        ...; returns the next free number."""
+        for row in self.tables[t_obj]:
+            row["seq"] = first_seq
+            first_seq += 1
+        return first_seq
+
+    def write(self, conn: Connection) -> None:
+        for table, rows in self.tables.items():
+            if rows:
+                conn.execute(_INSERTS[table], rows)
 
 
 def _code_cols(prefix: str, code) -> dict:
     return {f"{prefix}_code": code.code if code else None,
             f"{prefix}_scheme": code.scheme if code else None}
-
-
-def _insert_document(conn: Connection, de: DocumentEntry, status: str) -> None:
-    conn.execute(t_de.insert().values(
-        id=de.id, lid=de.lid, unique_id=de.unique_id, patient_id=de.patient_id, status=status,
-        entry_type=de.entry_type, **_code_cols("class", de.class_code),
-        **_code_cols("type", de.type_code), **_code_cols("practice", de.practice_code),
-        **_code_cols("hcft", de.hcft_code), **_code_cols("format", de.format_code),
-        creation_time=de.creation_time, service_start_time=de.service_start_time,
-        service_stop_time=de.service_stop_time, mime_type=de.mime_type,
-        hash=de.hash.lower() if de.hash else None, size=de.size,
-        repository_unique_id=de.repository_unique_id, availability=status))
-    _insert_codes(conn, de.id, "event", de.event_codes)
-    _insert_codes(conn, de.id, "conf", de.confidentiality_codes)
-    _insert_authors(conn, de.id, de.authors)
-    if de.reference_ids:
-        conn.execute(t_ref.insert(), [{"object_id": de.id, "reference_id": r}
-                                      for r in dict.fromkeys(de.reference_ids)])
-
-
-def _insert_codes(conn: Connection, object_id: str, kind: str, codes) -> None:
-    rows = [{"object_id": object_id, "kind": kind, "code": c.code, "scheme": c.scheme}
-            for c in codes]
-    if rows:
-        conn.execute(t_code.insert(), rows)
-
-
-def _insert_authors(conn: Connection, object_id: str, authors) -> None:
-    rows = [{"object_id": object_id, "person": a.person} for a in authors if a.person]
-    if rows:
-        conn.execute(t_author.insert(), rows)
 
 
 def set_status(conn: Connection, ids: Iterable[str], status: str) -> None:

@@ -10,11 +10,13 @@ Expected actions (ITI TF-2b 3.41.4.1.3), in order:
    ``XDSMissingDocumentMetadata``) and every ExtrinsicObject a Document (else
    ``XDSMissingDocument``); DocumentEntry uniqueIds are unique in the message
    (``XDSRepositoryDuplicateUniqueIdInMessage``);
-2. each document is streamed into the node's blob store while its SHA-1 and size are computed
-   (ITI TF-3 4.2.3.2.10 hash, 4.2.3.2.19 size); a ``hash`` or ``size`` slot supplied by the
-   Document Source that disagrees is ``XDSRepositoryMetadataError``; a document whose uniqueId this
-   repository already holds with other content is ``XDSNonIdenticalHash`` / ``XDSNonIdenticalSize``
-   (identical re-submission is accepted);
+2. each document goes into the node's blob store (fsync'ed) while its SHA-1 and size are
+   computed (ITI TF-3 4.2.3.2.10 hash, 4.2.3.2.19 size) — a part the MTOM reader spooled to disk
+   is adopted by the store without copying it (:func:`xds_repository.store.put_blob`); a ``hash``
+   or ``size`` slot supplied by the Document Source that disagrees is
+   ``XDSRepositoryMetadataError``; a document whose uniqueId this repository already holds with
+   other content is ``XDSNonIdenticalHash`` / ``XDSNonIdenticalSize`` (identical re-submission
+   is accepted);
 3. the slots ``repositoryUniqueId`` (ITI TF-3 4.2.3.2.18), ``hash`` and ``size`` are added to (or
    replace those of) each ExtrinsicObject;
 4. the metadata is registered with ITI-42 — in-process with the node's own registry, the
@@ -24,6 +26,12 @@ Expected actions (ITI TF-2b 3.41.4.1.3), in order:
 
 When anything fails nothing stays stored: rows roll back (or are removed) and the blobs this
 request created that no other row names are deleted.
+
+Cost (in-process registry): the metadata is parsed and validated before the unit of work
+begins; inside it, one statement reads the repository's rows for these uniqueIds, the registry
+checks and writes (:func:`xds_registry.iti42.register`, no SAVEPOINT: a Failure rolls the whole
+unit back) and one INSERT adds the rows — about a dozen statements for a one-document
+submission, whatever its number of codes and authors.
 """
 from __future__ import annotations
 
@@ -65,6 +73,8 @@ class _Doc:
     mime_type: str
     blob: BlobInfo | None = None
     existing: StoredDocument | None = None
+    supplied_hash: list[str] | None = None   # the Document Source's own hash / size slots
+    supplied_size: list[str] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,14 +103,13 @@ def provide_and_register(ctx: Context, req: SoapRequest) -> RegistryResponse:
         for doc in docs:
             doc.blob = store.put_blob(ctx.blobs, doc.attachment)
             written.append((doc.blob, doc.attachment))
-        _check_and_annotate(ctx, docs)
         response = _register(ctx, sor, docs)
-        ctx.object_ids[:] = list(dict.fromkeys(ctx.object_ids))  # the registry notes the SS too
         ok = response.status != STATUS_FAILURE
         if ok:
             store.restore_missing(ctx.blobs, written)
         return response
     finally:
+        ctx.object_ids[:] = list(dict.fromkeys(ctx.object_ids))  # the registry notes the SS too
         if not ok:
             store.discard_blobs(ctx.db, ctx.blobs, written)
 
@@ -227,15 +236,28 @@ def _note_submission(ctx: Context, root: etree._Element) -> None:
 # steps 2-3: hash, size, repositoryUniqueId
 # --------------------------------------------------------------------------------------------
 
-def _check_and_annotate(ctx: Context, docs: list[_Doc]) -> None:
+def _annotate(ctx: Context, docs: list[_Doc]) -> None:
+    """Step 3, keeping what the Document Source supplied for :func:`_check`."""
     repo_id = ctx.settings.repository_unique_id
-    errors = ErrorCollector()
-    with ctx.db.read() as conn:
-        existing = store.find(conn, repo_id, [d.unique_id for d in docs])
     for d in docs:
         assert d.blob is not None
-        supplied_hash = _slot_values(d.extrinsic, "hash")
-        supplied_size = _slot_values(d.extrinsic, "size")
+        d.supplied_hash = _slot_values(d.extrinsic, "hash")
+        d.supplied_size = _slot_values(d.extrinsic, "size")
+        set_slot(d.extrinsic, "repositoryUniqueId", repo_id)
+        set_slot(d.extrinsic, "hash", d.blob.sha1)
+        set_slot(d.extrinsic, "size", str(d.blob.size))
+
+
+def _check(ctx: Context, conn, docs: list[_Doc]) -> None:
+    """Step 2's errors: supplied hash / size slots against the bytes, and documents this
+    repository already holds under the same uniqueId (read in the registration's unit of
+    work)."""
+    repo_id = ctx.settings.repository_unique_id
+    errors = ErrorCollector()
+    existing = store.find(conn, repo_id, [d.unique_id for d in docs])
+    for d in docs:
+        assert d.blob is not None
+        supplied_hash, supplied_size = d.supplied_hash, d.supplied_size
         if supplied_hash and (len(supplied_hash) > 1
                               or supplied_hash[0].strip().lower() != d.blob.sha1):
             errors.error(REPO_META, f"DocumentEntry {d.unique_id}: hash slot "
@@ -258,11 +280,6 @@ def _check_and_annotate(ctx: Context, docs: list[_Doc]) -> None:
             else:
                 d.existing = old
     errors.raise_if_errors()
-    for d in docs:
-        assert d.blob is not None
-        set_slot(d.extrinsic, "repositoryUniqueId", repo_id)
-        set_slot(d.extrinsic, "hash", d.blob.sha1)
-        set_slot(d.extrinsic, "size", str(d.blob.size))
 
 
 def _int(text: str) -> int | None:
@@ -330,27 +347,33 @@ class _Refused(Exception):
 
 
 def _register(ctx: Context, sor: etree._Element, docs: list[_Doc]) -> RegistryResponse:
-    rows = _rows(ctx, docs)
+    _annotate(ctx, docs)
     url = ctx.settings.registry_url
     if url:
-        return _register_remote(ctx, url, sor, rows)
+        return _register_remote(ctx, url, sor, docs)
+    # parsing and validating the metadata needs no database: done before the write lock
+    prepared = iti42.prepare(ctx, sor)
     try:
         with ctx.db.begin() as conn:
-            # the registry takes its write lock first (xds_registry.store.lock_registry); the
-            # rows join the same unit of work, so both are committed or neither is
-            response = iti42.register(ctx, sor, conn=conn)
+            _check(ctx, conn, docs)
+            # the registry takes its write lock before its first registry statement
+            # (xds_registry.store.lock_registry); the rows join the same unit of work, so both
+            # are committed or neither is: any Failure rolls all of it back, hence no SAVEPOINT
+            response = iti42.register(ctx, sor, conn=conn, prepared=prepared, nested=False)
             if response.status == STATUS_FAILURE:
                 raise _Refused(response)
-            _insert(conn, rows, ctx)
+            _insert(conn, _rows(ctx, docs), ctx)
     except _Refused as refused:
         return refused.response
     return response
 
 
 def _register_remote(ctx: Context, url: str, sor: etree._Element,
-                     rows: list[StoredDocument]) -> RegistryResponse:
+                     docs: list[_Doc]) -> RegistryResponse:
     repo_id = ctx.settings.repository_unique_id
     with ctx.db.begin() as conn:
+        _check(ctx, conn, docs)
+        rows = _rows(ctx, docs)
         _insert(conn, rows, ctx)
     response: RegistryResponse | None = None
     try:

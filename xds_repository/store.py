@@ -28,6 +28,12 @@ log = logging.getLogger("xds_repository.store")
 
 _IN_BATCH = 500  # bound on IN (...) lists
 
+# the statements of every Provide and Register, built once (their compiled form is reused)
+_FIND = sa.select(repo_document).where(
+    repo_document.c.repository_unique_id == sa.bindparam("repo"),
+    repo_document.c.document_unique_id.in_(sa.bindparam("uids", expanding=True)))
+_INSERT = repo_document.insert()
+
 
 @dataclass(frozen=True)
 class StoredDocument:
@@ -46,7 +52,16 @@ class StoredDocument:
 
 
 def put_blob(blobs: BlobStore, attachment: Attachment) -> BlobInfo:
-    """Stream one :class:`hie.soap.Attachment` into ``blobs`` (never read whole into memory)."""
+    """Store one :class:`hie.soap.Attachment` in ``blobs``: bytes already in memory as they are; a
+    part the transport spooled to disk adopted by the store without a copy when it can
+    (:meth:`hie.blobs.FileBlobStore.adopt`; the spooled file keeps its own name, so it is still
+    "our own copy of the bytes" for :func:`discard_blobs` / :func:`restore_missing`); anything
+    else streamed (never read whole into memory)."""
+    if attachment.data is not None:
+        return blobs.put(attachment.data)
+    adopt = getattr(blobs, "adopt", None)
+    if attachment.spooled and attachment.path is not None and adopt is not None:
+        return adopt(attachment.path)
     with attachment.open() as fh:
         return blobs.put(fh)
 
@@ -56,11 +71,9 @@ def find(conn: Connection, repository_unique_id: str,
     """The stored documents among ``document_unique_ids`` of one repository, by uniqueId."""
     wanted = list(dict.fromkeys(document_unique_ids))
     found: dict[str, StoredDocument] = {}
-    t = repo_document
     for i in range(0, len(wanted), _IN_BATCH):
-        batch = wanted[i:i + _IN_BATCH]
-        rows = conn.execute(sa.select(t).where(t.c.repository_unique_id == repository_unique_id,
-                                               t.c.document_unique_id.in_(batch)))
+        rows = conn.execute(_FIND, {"repo": repository_unique_id,
+                                    "uids": wanted[i:i + _IN_BATCH]})
         for row in rows:
             found[row.document_unique_id] = StoredDocument.from_row(row)
     return found
@@ -68,7 +81,7 @@ def find(conn: Connection, repository_unique_id: str,
 
 def insert_rows(conn: Connection, docs: Sequence[StoredDocument], now: dt.datetime) -> None:
     if docs:
-        conn.execute(repo_document.insert(), [
+        conn.execute(_INSERT, [
             {"repository_unique_id": d.repository_unique_id,
              "document_unique_id": d.document_unique_id, "blob_key": d.blob_key,
              "sha1": d.sha1, "size": d.size, "mime_type": d.mime_type, "created_at": now}

@@ -178,6 +178,39 @@ def test_several_documents_mtom(known, tmp_path):
     assert ctx.object_ids == [sub.ss_unique_id, *uids]
 
 
+def test_spooled_parts_are_adopted_without_a_copy(known, tmp_path):
+    """A part the MTOM reader spooled to disk becomes the blob itself (hard link): same bytes,
+    the registered hash and size are right, and the blob outlives the spool file."""
+    node = known
+    sub = X.Submission()
+    did = sub.document(content=PDF * 3, mime_type="application/pdf")
+    req = mtom_request(sub.provide_and_register(), tmp_path)
+    [att] = req.attachments.values()
+    assert att.spooled and att.path is not None
+    ctx, resp = provide(node, req)
+    assert resp.status == STATUS_SUCCESS, resp.errors
+    [row] = repo_rows(node)
+    assert (row.sha1, row.size) == (hashlib.sha1(PDF * 3).hexdigest(), len(PDF * 3))
+    assert node.blobs.path(row.blob_key).stat().st_ino == att.path.stat().st_ino
+    att.path.unlink()                                   # the transport's cleanup
+    uid = sub.unique_ids[did]
+    assert retrieve(node, [uid]) == {uid: PDF * 3}
+
+
+def test_failed_request_with_spooled_parts_leaves_nothing(known, tmp_path):
+    node = known
+    sub = X.Submission(patient_id=X.new_patient())      # unknown to the registry
+    sub.document(content=PDF * 3, mime_type="application/pdf")
+    sub.document(content=TEXT * 20, mime_type="text/plain")
+    req = mtom_request(sub.provide_and_register(), tmp_path)
+    assert all(a.spooled for a in req.attachments.values())
+    ctx, resp = provide(node, req)
+    assert "XDSUnknownPatientId" in codes(resp)
+    assert_nothing_stored(node)
+    for att in req.attachments.values():                # the spool files are still the caller's
+        assert att.read() in (PDF * 3, TEXT * 20)
+
+
 def test_several_documents_inline_with_symbolic_ids_and_folder(known):
     node = known
     sub = X.submission(3, folder=True, symbolic=True)
@@ -528,3 +561,31 @@ def test_discard_writes_back_a_blob_that_became_referenced(node, monkeypatch):
     store.discard_blobs(node.db, node.blobs, [(info, att)])
     assert len(calls) == 2
     assert node.blobs.path(info.key).read_bytes() == PDF
+
+
+def test_discard_writes_back_an_adopted_blob_from_the_spool_file(node, tmp_path, monkeypatch):
+    """The same race with a spooled part: the blob was the spool file itself (hard link); the
+    spool file still holds the bytes, so the blob is written back from it."""
+    from xds_repository import store
+    spooled = tmp_path / "mtom-1.part"
+    spooled.write_bytes(TEXT * 7)
+    att = Attachment("c1", "text/plain", path=spooled, spooled=True)
+    info = store.put_blob(node.blobs, att)
+    assert info.created and node.blobs.path(info.key).stat().st_ino == spooled.stat().st_ino
+    with node.db.begin() as conn:
+        store.insert_rows(conn, [store.StoredDocument(node.settings.repository_unique_id,
+                                                      "1.2.156.112604.1.1.101.20.78", info.key,
+                                                      info.sha1, info.size, "text/plain")],
+                          Context.now())
+    real = store.referenced_keys
+    calls = []
+
+    def first_blind(conn, keys):
+        calls.append(list(keys))
+        return set() if len(calls) == 1 else real(conn, keys)
+
+    monkeypatch.setattr(store, "referenced_keys", first_blind)
+    store.discard_blobs(node.db, node.blobs, [(info, att)])
+    assert len(calls) == 2
+    spooled.unlink()
+    assert node.blobs.path(info.key).read_bytes() == TEXT * 7

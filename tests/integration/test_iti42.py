@@ -217,6 +217,65 @@ def test_register_joins_callers_unit_of_work(ctx, node):
     assert counts(node.db)["xds_document_entry"] == 1
 
 
+def test_prepared_registration_without_savepoint(ctx, node):
+    """ITI-41's way in: parsed and validated before the unit of work, then registered in the
+    caller's transaction without a SAVEPOINT; the caller rolls back on a Failure."""
+    prepared = iti42.prepare(ctx, X.submit_objects_request(1))
+    with node.db.begin() as conn:
+        assert iti42.register(ctx, None, conn=conn, prepared=prepared, nested=False).ok
+    assert counts(node.db)["xds_document_entry"] == 1
+    bad = iti42.prepare(ctx, X.submit_objects_request(1, patient_id=X.new_patient()))
+    with pytest.raises(RuntimeError):
+        with node.db.begin() as conn:
+            assert not iti42.register(ctx, None, conn=conn, prepared=bad, nested=False).ok
+            raise RuntimeError("the caller refuses")
+    assert counts(node.db)["xds_document_entry"] == 1
+
+
+def test_one_insert_per_table(ctx, node):
+    """A submission's rows are written with one (executemany) INSERT per table."""
+    inserts: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO XDS_"):
+            inserts.append(statement.split()[2])
+
+    sa.event.listen(node.db.engine, "before_cursor_execute", seen)
+    try:
+        ok(ctx, X.submission(3, folder=True, reference_ids=[
+            "ACC20240315001^^^&1.2.156.112604.1.1.101.5&ISO^urn:ihe:iti:xds:2013:accession"]
+        ).build())
+    finally:
+        sa.event.remove(node.db.engine, "before_cursor_execute", seen)
+    assert sorted(inserts) == sorted(set(inserts)) and "xds_object" in inserts, inserts
+
+
+@pytest.mark.parametrize("chunk", [store.CHUNK, 1])
+def test_lookup_is_the_single_look_ups_in_one(ctx, node, monkeypatch, chunk):
+    """store.lookup answers what load / documents_by_unique_id / package_unique_ids answer
+    (and falls back to them for lists longer than an IN chunk)."""
+    first = X.submission(2, folder=True)
+    ok(ctx, first.build())
+    again = X.Submission()
+    did = first.documents[0]
+    again.document(unique_id=first.unique_ids[did], content=first.contents[did])
+    ok(ctx, again.build())
+    monkeypatch.setattr(store, "CHUNK", chunk)
+    ids = [first.ss_id, *first.documents, first.folders[0], "urn:uuid:not-there"]
+    doc_uids = [first.unique_ids[d] for d in first.documents] + ["1.2.3.404"]
+    with node.db.read() as c:
+        found = store.lookup(c, ids=ids, document_uids=doc_uids,
+                             submission_set_uids=[first.ss_unique_id, "1.2.3.405"],
+                             folder_uids=["1.2.3.406"])
+        assert found.by_id == store.load(c, ids)
+        assert found.documents == store.documents_by_unique_id(c, doc_uids)
+        assert len(found.documents[first.unique_ids[did]]) == 2
+        assert found.submission_sets == store.package_unique_ids(
+            c, "SubmissionSet", [first.ss_unique_id]) == {first.ss_unique_id: first.ss_id}
+        assert found.folders == {}
+        assert store.lookup(c) == store.Lookup({}, {}, {}, {})
+
+
 # --------------------------------------------------------------------------------------------
 # one test per error code
 # --------------------------------------------------------------------------------------------
@@ -418,16 +477,15 @@ def test_failing_submission_leaves_no_row(ctx, node):
 
 def test_database_error_midway_rolls_back(ctx, node, monkeypatch):
     before = counts(node.db)
-    real = store.insert
-    calls = {"n": 0}
+    real = store.Rows.write
 
-    def flaky(conn, entry, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            conn.execute(sa.text("SELECT * FROM no_such_table"))
-        return real(conn, entry, **kw)
+    def flaky(rows, conn):
+        first = store.Rows()
+        first.tables.update(list(rows.tables.items())[:3])
+        real(first, conn)                                       # some rows are written...
+        conn.execute(sa.text("SELECT * FROM no_such_table"))    # ...then the database fails
 
-    monkeypatch.setattr(store, "insert", flaky)
+    monkeypatch.setattr(store.Rows, "write", flaky)
     resp = register(ctx, X.submit_objects_request(2, folder=True))
     assert resp.status == STATUS_FAILURE and resp.codes == [XDS.RegistryError]
     assert counts(node.db) == before

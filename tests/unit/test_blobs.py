@@ -184,3 +184,153 @@ def test_large_file_object_input(store, tmp_path):
     assert info.size == src.stat().st_size
     assert peak < 6 * CHUNK
     assert store.path(info.key).read_bytes() == src.read_bytes()
+
+
+# -- durability: what is fsync'ed, and in which order -------------------------------------------
+
+def _record_syncs(monkeypatch):
+    """Record fsync'ed paths and renames/links, in order (Linux: /proc/self/fd names an fd)."""
+    events = []
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst, **kw)
+
+    def link(src, dst, **kw):
+        events.append(("link", str(dst)))
+        return real_link(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    return events
+
+
+@pytest.mark.parametrize("how", ["bytes", "stream", "adopt"])
+def test_blob_and_its_names_are_durable_before_put_returns(store, tmp_path, monkeypatch, how):
+    """The file is fsync'ed before it gets its name; then its folder, and the parent of every
+    fan-out folder this store had not seen yet; a second blob in a known folder costs two."""
+    events = _record_syncs(monkeypatch)
+    src = tmp_path / "spooled.part"
+
+    def store_it(content):
+        if how == "bytes":
+            return store.put(content)
+        if how == "stream":
+            return store.put(io.BytesIO(content))
+        src.write_bytes(content)
+        return store.adopt(src)
+
+    info = store_it(TEXT)
+    final = store.path(info.key)
+    renamed = [i for i, e in enumerate(events) if e == ("replace", str(final))]
+    file_synced = [i for i, (kind, _) in enumerate(events) if kind == "fsync"][0]
+    assert renamed and file_synced < renamed[0]
+    after = {path for kind, path in events[renamed[0]:] if kind == "fsync"}
+    assert after == {str(final.parent), str(final.parent.parent), str(store.root)}
+
+    # a second blob in the same fan-out folder: the file, then the folder
+    other = next(c for c in (TEXT + i.to_bytes(4, "big") for i in range(1 << 24))
+                 if hashlib.sha256(c).hexdigest()[:4] == info.key[:4])
+    events.clear()
+    second = store_it(other)
+    assert [kind for kind, _ in events if kind == "fsync"] == ["fsync", "fsync"]
+    assert events[-1] == ("fsync", str(store.path(second.key).parent))
+
+
+def test_identical_bytes_are_not_written_again(store, monkeypatch):
+    first = store.put(PDF_LIKE)
+    events = _record_syncs(monkeypatch)
+    again = store.put(PDF_LIKE)
+    assert again == first and not again.created
+    # only the folder is synced (a concurrent writer may just have renamed the file into it)
+    assert events == [("fsync", str(store.path(first.key).parent))]
+    assert os.listdir(store.root / ".tmp") == []
+
+
+def test_a_removed_fan_out_folder_is_made_again(store):
+    info = store.put(TEXT)
+    store.delete(info.key)
+    os.rmdir(store.root / info.key[:2] / info.key[2:4])
+    os.rmdir(store.root / info.key[:2])
+    again = store.put(TEXT)
+    assert again.created and store.path(again.key).read_bytes() == TEXT
+
+
+# -- adopting a spooled file -----------------------------------------------------------------
+
+def test_adopt_links_the_file_with_the_right_digests(store, tmp_path):
+    src = tmp_path / "spool" / "mtom-1.part"
+    src.parent.mkdir()
+    content = os.urandom(2 * CHUNK + 5)
+    src.write_bytes(content)
+    info = store.adopt(src)
+    assert info == BlobInfo(hashlib.sha256(content).hexdigest(), hashlib.sha1(content).hexdigest(),
+                            hashlib.sha256(content).hexdigest(), len(content))
+    assert info.created
+    final = store.path(info.key)
+    assert final.stat().st_ino == src.stat().st_ino        # no copy: the same file
+    assert src.read_bytes() == content                      # still the caller's
+    src.unlink()                                            # the transport's cleanup
+    assert final.read_bytes() == content
+    assert os.listdir(store.root / ".tmp") == []
+
+
+def test_adopt_identical_content_keeps_the_existing_blob(store, tmp_path):
+    first = store.put(PDF_LIKE)
+    before = store.path(first.key).stat()
+    src = tmp_path / "again.part"
+    src.write_bytes(PDF_LIKE)
+    again = store.adopt(src)
+    assert again == first and not again.created
+    after = store.path(first.key).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert src.read_bytes() == PDF_LIKE
+
+
+def test_adopt_repairs_a_damaged_blob(store, tmp_path):
+    info = store.put(TEXT)
+    final = store.path(info.key)
+    final.unlink()
+    final.write_bytes(TEXT[:5])   # damaged on disk (a new file: the adopted one must not change)
+    src = tmp_path / "good.part"
+    src.write_bytes(TEXT)
+    again = store.adopt(src)
+    assert again.created and store.path(info.key).read_bytes() == TEXT
+
+
+def test_adopt_copies_across_file_systems(store, tmp_path, monkeypatch):
+    import errno
+
+    def no_link(src, dst, **kw):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    src = tmp_path / "other-fs.part"
+    src.write_bytes(TEXT)
+    info = store.adopt(src)
+    assert info.created and info.sha1 == hashlib.sha1(TEXT).hexdigest()
+    assert store.path(info.key).stat().st_ino != src.stat().st_ino
+    src.unlink()
+    assert store.path(info.key).read_bytes() == TEXT
+    assert os.listdir(store.root / ".tmp") == []
+
+
+def test_adopt_failure_leaves_nothing(store, tmp_path, monkeypatch):
+    src = tmp_path / "x.part"
+    src.write_bytes(TEXT)
+
+    def broken(src, dst, **kw):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        store.adopt(src)
+    assert not store.exists(hashlib.sha256(TEXT).hexdigest())
+    assert os.listdir(store.root / ".tmp") == []
+    assert src.read_bytes() == TEXT

@@ -154,6 +154,8 @@ def test_spooling_and_cleanup(tmp_path):
     assert atts["big"].path.parent == tmp_path / "spool" and atts["big"].size == len(big)
     assert atts["big"].read() == big and atts["small"].data == b"s"
     assert p.spooled == [atts["big"].path]
+    # the spooled file is the transport's private copy: a blob store may adopt it (hie.blobs)
+    assert atts["big"].spooled and not atts["small"].spooled
     p.cleanup()
     assert not list((tmp_path / "spool").iterdir())
 
