@@ -208,7 +208,11 @@ local head = {lua_str(head.decode())}
 local tail = {lua_str(tail.decode())}
 local doc = string.rep("0", {len(doc) - 16})
 local n = 0
-local tid = tostring(math.random(1, 1000000000))
+local threads = 0
+setup = function(thread)  -- runs in the main state: give every thread its own uniqueId range
+  threads = threads + 1
+  thread:set("tid", "{uuid.uuid4().int % 10 ** 9}." .. threads)
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = {lua_str(ctype)}
 request = function()

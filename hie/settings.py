@@ -66,7 +66,7 @@ class Settings:
     registry_url: str = ""  # empty: the local registry, in-process
     max_query_results: int = 10000  # above: XDSTooManyResults
     max_xml_bytes: int = 64 * 1024 * 1024  # SOAP envelope (root part) size bound
-    spool_threshold: int = 1024 * 1024  # MTOM attachments larger than this go to disk
+    spool_threshold: int = 256 * 1024  # MTOM attachments larger than this go to disk
     outbox_max_attempts: int = 12
     log_level: str = "INFO"
     http_workers: int = 1
