@@ -7,9 +7,11 @@ one of the stored query ids and whose Slots are the parameters.  Response:
 PartialSuccess, the ``rim:RegistryObjectList`` and, on errors, the ``rs:RegistryErrorList``.
 
 The handler only decodes the request, runs :func:`xds_registry.queries.run_query` in a read
-unit of work and renders the answer; a body that is not an AdhocQueryRequest is a SOAP Sender
-fault.  The audit record (ITI TF-2a 3.18.5.1, Query event) names the patients asked for or found
-and the returned objects; a Failure answer is recorded as a serious failure.
+unit of work and renders the answer, as bytes (``SoapResponse.body_bytes``: the stored objects
+are spliced in without being parsed again, see ``xds_registry.query_result``); a body that is not
+an AdhocQueryRequest is a SOAP Sender fault.  The audit record (ITI TF-2a 3.18.5.1, Query
+event) names the patients asked for or found and the returned objects; a Failure answer is
+recorded as a serious failure.
 """
 from __future__ import annotations
 
@@ -51,4 +53,4 @@ def answer(ctx: Context, req: SoapRequest, catalog: Mapping[str, StoredQuery]) -
 
 
 def handle(ctx: Context, req: SoapRequest) -> SoapResponse:
-    return SoapResponse(answer(ctx, req, ITI18_QUERIES).to_element())
+    return SoapResponse(None, body_bytes=answer(ctx, req, ITI18_QUERIES).to_bytes())

@@ -17,4 +17,4 @@ from xds_registry.queries import ITI51_QUERIES
 
 
 def handle(ctx: Context, req: SoapRequest) -> SoapResponse:
-    return SoapResponse(answer(ctx, req, ITI51_QUERIES).to_element())
+    return SoapResponse(None, body_bytes=answer(ctx, req, ITI51_QUERIES).to_bytes())

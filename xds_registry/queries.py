@@ -7,8 +7,9 @@ Query [ITI-51] and later the responding gateway (XCA Cross Gateway Query) all sh
 validates the parameters, runs the query, applies XDSTooManyResults (above
 ``settings.max_query_results`` objects) and XDSResultNotSinglePatient (a LeafClass answer of an
 ITI-18 query that spans several patients; ObjectRef answers disclose no metadata and are not
-restricted), fetches the answer's objects in one query and returns a :class:`QueryResult`;
-problems come back as its ``errors`` (status Failure), never as exceptions.
+restricted), fetches the answer's objects in one query (or takes them from the query itself, as
+FindDocuments reads them) and returns a :class:`QueryResult`; problems come back as its
+``errors`` (status Failure), never as exceptions.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from hie.errors import XDS, RegistryErrors
 from xds_registry.query_find import (DE_PATIENT, FD_PATIENT, FIND_QUERIES, MULTI_PATIENT_QUERIES,
                                      PATIENT, SS_PATIENT)
 from xds_registry.query_get import GET_QUERIES
-from xds_registry.query_params import STRING, Param, RawParams, StoredQuery, parse_params
+from xds_registry.query_params import (STRING, Param, ParamTable, RawParams, StoredQuery,
+                                       parse_params)
 from xds_registry.query_result import (LEAF_CLASS, OBJECT_REF, RETURN_TYPES, FoundObject,
                                        QueryResult, answer_order)
 from xds_registry.query_sql import QueryContext, fetch_objects, unique
@@ -40,11 +42,13 @@ def home_of(settings: Any) -> str:
     return hc if not hc or hc.startswith("urn:oid:") else f"urn:oid:{hc}"
 
 
+_PATIENT_SPECS = ParamTable(Param(n, STRING, multiple=True) for n in PATIENT_PARAMS)
+
+
 def asked_patients(params: RawParams) -> list[str]:
     """The patient ids a request names (for the audit record, even when nothing matched)."""
-    specs = [Param(n, STRING, multiple=True) for n in PATIENT_PARAMS]
     try:
-        parsed = parse_params(specs, params)
+        parsed = parse_params(_PATIENT_SPECS, params)
     except RegistryErrors:
         return []
     return unique(pid for n in PATIENT_PARAMS for pid in parsed.list(n))
@@ -73,13 +77,11 @@ def run_query(conn: Connection, settings: Any, query_id: str, params: RawParams,
                                      f"returnType must be LeafClass or ObjectRef, not "
                                      f"{return_type!r}", "returnType")
         p = query.parse(params)
-        qc = QueryContext(conn, int(settings.max_query_results))
+        leaf = return_type == LEAF_CLASS
+        qc = QueryContext(conn, int(settings.max_query_results), with_xml=leaf)
         ids = unique(query.run(qc, p))
         qc.check_count(len(ids))
-        rows = fetch_objects(conn, ids, with_xml=return_type == LEAF_CLASS)
-        objects = answer_order([FoundObject(r.id, r.kind, r.lid, r.version, r.status,
-                                            r.patient_id, getattr(r, "xml", None), r.seq)
-                                for r in rows])
+        objects = answer_order(fetch_objects(conn, ids, with_xml=leaf, found=qc.found))
         if return_type == LEAF_CLASS and query.single_patient:
             patients = unique(o.patient_id for o in objects if o.patient_id)
             if len(patients) > 1:

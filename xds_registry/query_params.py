@@ -30,6 +30,7 @@ not define are ignored (as the TF requires of a Document Registry).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from lxml import etree
@@ -53,6 +54,7 @@ ASSOC_TYPE = "assoc_type"  # association type URN
 PATTERN = "pattern"        # author person with SQL LIKE wildcards % and _
 LEVEL = "level"            # $MetadataLevel: 1 or 2
 
+_SLOT, _VALUE_LIST, _VALUE = f"{{{RIM}}}Slot", f"{{{RIM}}}ValueList", f"{{{RIM}}}Value"
 _STATUS_PREFIX = "urn:oasis:names:tc:ebxml-regrep:StatusType:"
 _DEFERRED = "urn:ihe:iti:2010:StatusType:DeferredCreation"
 _TIME_LENGTHS = (4, 6, 8, 10, 12, 14)
@@ -260,10 +262,12 @@ def _slots(raw: Sequence[str | Sequence[str]]) -> list[list[str]]:
     return [[s] if isinstance(s, str) else list(s) for s in raw]
 
 
-def _canonical(specs: Mapping[str, Param], raw: RawParams) -> dict[str, list[list[str]]]:
+def _canonical(specs: Mapping[str, Param], raw: RawParams,
+               lower: Mapping[str, str] | None = None) -> dict[str, list[list[str]]]:
     """Slots by canonical parameter name; names are matched exactly, then case-insensitively
     (``$XDSDocumentEntryPatientID``); unknown names are ignored."""
-    lower = {name.lower(): name for name in specs}
+    if lower is None:
+        lower = {name.lower(): name for name in specs}
     out: dict[str, list[list[str]]] = {}
     for name, slots in raw.items():
         canon = name if name in specs else lower.get(name.lower())
@@ -272,10 +276,21 @@ def _canonical(specs: Mapping[str, Param], raw: RawParams) -> dict[str, list[lis
     return out
 
 
-def parse_params(specs: Iterable[Param], raw: RawParams) -> Params:
+class ParamTable:
+    """A parameter table by name and by lower-case name, for :func:`parse_params`."""
+
+    __slots__ = ("by_name", "lower")
+
+    def __init__(self, specs: Iterable[Param]):
+        self.by_name = {p.name: p for p in specs}
+        self.lower = {name.lower(): name for name in self.by_name}
+
+
+def parse_params(specs: "Iterable[Param] | ParamTable", raw: RawParams) -> Params:
     """Check and convert ``raw`` against ``specs``; all problems are reported together."""
-    by_name = {p.name: p for p in specs}
-    slots_by_name = _canonical(by_name, raw)
+    table = specs if isinstance(specs, ParamTable) else ParamTable(specs)
+    by_name = table.by_name
+    slots_by_name = _canonical(by_name, raw, table.lower)
     errors = ErrorCollector()
     values: dict[str, Any] = {}
     for name, spec in by_name.items():
@@ -324,8 +339,12 @@ class StoredQuery:
     at_least_one: tuple[tuple[str, ...], ...] = ()  # XDSStoredQueryMissingParam if none
     single_patient: bool = True                     # LeafClass answers must be one patient's
 
+    @cached_property
+    def table(self) -> ParamTable:
+        return ParamTable(self.params)
+
     def parse(self, raw: RawParams) -> Params:
-        params = parse_params(self.params, raw)
+        params = parse_params(self.table, raw)
         errors = ErrorCollector()
         for names in self.exactly_one:
             given = [n for n in names if n in params]
@@ -369,9 +388,10 @@ class AdhocQueryRequest:
         if not query_id:
             raise RegistryErrors.one(XDS.UnknownStoredQuery, "AdhocQuery has no id")
         params: dict[str, list[list[str]]] = {}
-        for slot in query.findall(f"{{{RIM}}}Slot"):
+        for slot in query.iterchildren(_SLOT):
             name = (slot.get("name") or "").strip()
-            values = [v.text or "" for v in slot.findall(f"{{{RIM}}}ValueList/{{{RIM}}}Value")]
+            values = [v.text or "" for vl in slot.iterchildren(_VALUE_LIST)
+                      for v in vl.iterchildren(_VALUE)]
             params.setdefault(name, []).append(values)
         return cls(query_id, option.get("returnType", "RegistryObject"), params,
                    query.get("home"))

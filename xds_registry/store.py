@@ -26,6 +26,7 @@ however many objects, codes and authors it has.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -254,10 +255,23 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+_BLANK_TEXT = re.compile(rb">[ \t\r\n]+<")
+
+
+def stored_xml(el) -> bytes:
+    """The ``xml`` column of an object: its serialised ebRIM element, without the
+    whitespace-only text between tags that a raw extra child of a pretty-printed submission may
+    bring (reading it back drops that anyway), so that stored queries can splice the stored
+    bytes as they are (``xds_registry.query_result``)."""
+    xml = serialize(el)
+    return serialize(deserialize(xml)) if _BLANK_TEXT.search(xml) else xml
+
+
 def insert(conn: Connection, entry: AnyEntry, *, seq: int, status: str = APPROVED,
            version: int = 1, created_at: dt.datetime | None = None) -> None:
     """Insert ``entry`` (final ids) with its typed rows; ``xml`` is its ebRIM element with
-    ``lid`` and ``VersionInfo`` written in (the status is managed by the row, not the XML)."""
+    ``lid`` and ``VersionInfo`` written in (the status is managed by the row, not the XML), see
+    :func:`stored_xml`."""
     rows = Rows()
     rows.add(entry, seq=seq, status=status, version=version, created_at=created_at)
     rows.write(conn)
@@ -286,7 +300,7 @@ class Rows:
         rows = self.tables
         rows[t_obj].append(dict(
             id=entry.id, seq=seq, kind=entry.KIND, lid=entry.lid, version=version, status=status,
-            home=entry.home, xml=serialize(entry.to_ebrim()), created_at=created_at))
+            home=entry.home, xml=stored_xml(entry.to_ebrim()), created_at=created_at))
         if isinstance(entry, DocumentEntry):
             self._document(entry, status)
         elif isinstance(entry, SubmissionSet):

@@ -146,8 +146,9 @@ def query(db, query_id: str, params: Mapping[str, Sequence], return_type: str = 
     ctx = Context(node, tx)
     body = build_request(query_id, params, return_type)
     resp = (iti51 if mpq else iti18).handle(ctx, SoapRequest(tx.action, body))
-    assert_valid(resp.body)
-    return Answer(resp.body, ctx)
+    answer = resp.element()   # parsed from body_bytes
+    assert_valid(answer)
+    return Answer(answer, ctx)
 
 
 def q(*values: str) -> str:

@@ -62,12 +62,13 @@ def test_malformed_requests(database):
     req = build_request(QUERY_IDS["FindDocuments"], {})
     req.remove(req[0])  # no ResponseOption
     ctx, resp = handle(database, req)
-    assert_valid(resp.body)
-    assert resp.body.get("status").endswith("Failure")
-    assert [e.get("errorCode") for e in resp.body.iter("{*}RegistryError")] == ["XDSRegistryError"]
+    body = resp.element()
+    assert_valid(body)
+    assert body.get("status").endswith("Failure")
+    assert [e.get("errorCode") for e in body.iter("{*}RegistryError")] == ["XDSRegistryError"]
     req = build_request("", {})
     ctx, resp = handle(database, req)
-    assert [e.get("errorCode") for e in resp.body.iter("{*}RegistryError")] == [
+    assert [e.get("errorCode") for e in resp.element().iter("{*}RegistryError")] == [
         "XDSUnknownStoredQuery"]
     with pytest.raises(SoapFault) as exc:
         handle(database, etree.Element("{urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0}"
