@@ -37,16 +37,19 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "/usr/bin/wrk"
 
 
+def _family(pid: int) -> list[int]:
+    pids = [pid]
+    try:
+        pids += [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    return pids
+
+
 def rss_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process and its children, in KiB."""
     out = {"rss": 0, "hwm": 0}
-    pids = [pid]
-    try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(k) for k in kids]
-    except OSError:
-        pass
-    for p in pids:
+    for p in _family(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -59,11 +62,12 @@ def rss_kb(pid: int) -> dict[str, int]:
 
 
 def reset_peak(pid: int) -> None:
-    """Reset VmHWM (Linux >= 4.0: write 5 to clear_refs)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        pass
+    """Reset VmHWM of a process and its children (Linux >= 4.0: write 5 to clear_refs)."""
+    for p in _family(pid):
+        try:
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+        except OSError:
+            pass
 
 
 class NodeProcess:

@@ -285,7 +285,7 @@ def measure_find(node: NodeProcess, pids: list[str], entries: int, clients: int,
     # one request by hand: the response size for the floor, and a sanity check
     r = soap_post(node.url + "/xds/registry", find_documents_body(pids[0]),
                   "urn:ihe:iti:2007:RegistryStoredQuery")
-    n = r.content.count(b"<rim:ExtrinsicObject") + r.content.count(b":ExtrinsicObject ")
+    n = r.content.count(b"<rim:ExtrinsicObject ")
     lat1 = run_wrk(node.url, lua_find(pids, "/xds/registry"), 1, max(5, seconds // 4), 1)
     res = run_wrk(node.url, lua_find(pids, "/xds/registry"), clients, seconds)
     emit(bench="xds", measure="iti18_find_documents", db=db, entries=entries, clients=clients,
@@ -308,12 +308,16 @@ def main() -> None:
     ap.add_argument("--upload-mb", type=float, default=1.0)
     ap.add_argument("--big-mb", type=int, default=1024)
     ap.add_argument("--load-procs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="HIE_HTTP_WORKERS of the node")
     ap.add_argument("--skip", default="", help="comma list of: find, soak, upload, big")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     per = args.docs_per_patient
     steps = sorted({int(s) for s in args.steps.split(",") if s} | {args.entries})
 
+    emit(bench="xds", measure="config", db=args.db, entries=args.entries, steps=steps,
+         docs_per_patient=per, clients=args.clients, seconds=args.seconds,
+         http_workers=args.workers, load_generator="wrk")
     tmp = Path(tempfile.mkdtemp(prefix="hie-bench-"))
     pg = None
     if args.db == "postgres":
@@ -327,7 +331,7 @@ def main() -> None:
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(HIE_AFFINITY_DOMAIN=AFFINITY, HIE_BENCH_ENDPOINTS="true",
-               HIE_MAX_QUERY_RESULTS="100000")
+               HIE_MAX_QUERY_RESULTS="100000", HIE_HTTP_WORKERS=str(args.workers))
     try:
         # schema via a short-lived node start (runs the migrations)
         from hie.db import Database

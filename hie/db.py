@@ -55,7 +55,9 @@ def create_engine(url: str, **kw) -> Engine:
         return engine
     kw.setdefault("pool_size", 20)
     kw.setdefault("max_overflow", 40)
-    kw.setdefault("pool_pre_ping", True)
+    # no pre-ping round trip per checkout: a connection broken by a database restart fails one
+    # request and is replaced (SQLAlchemy invalidates the pool on disconnect errors)
+    kw.setdefault("pool_recycle", 1800)
     return sa.create_engine(url, **kw)
 
 
@@ -85,9 +87,14 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only unit of work (on SQLite it does not take the write lock)."""
+        """A read-only unit of work (on SQLite it does not take the write lock).  On PostgreSQL
+        the statements run in autocommit: under READ COMMITTED a transaction gives separate
+        statements no common snapshot anyway, and BEGIN/COMMIT would cost two round trips."""
         with self.engine.connect() as conn:
             conn.info["write"] = False
+            if self.dialect == "postgresql":
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
             with conn.begin():
                 yield conn
 
