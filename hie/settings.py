@@ -71,6 +71,7 @@ class Settings:
     log_level: str = "INFO"
     http_workers: int = 1
     forward_registry_url: str = ""  # upstream registry that receives every ITI-42 (via outbox)
+    inline_queries: bool = True  # ITI-18/51 handlers run on the event loop (no thread hop)
     bench_endpoints: bool = False  # /bench/static and /bench/upload: the benchmarks' floor
 
     @property
@@ -101,6 +102,7 @@ _CONVERT = {
     "outbox_max_attempts": int,
     "http_workers": int,
     "bench_endpoints": _bool,
+    "inline_queries": _bool,
     "dicom_peers": lambda v: tuple(Peer.parse(p) for p in (v if isinstance(v, list) else str(v).split(",")) if str(p).strip()),
 }
 

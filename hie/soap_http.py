@@ -54,6 +54,7 @@ RIM_NS = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 
 Handler = Callable[[Context, SoapRequest], SoapResponse]
 FEED_BATCH = 1024 * 1024
+INLINE_MAX_BYTES = 64 * 1024  # plain envelopes up to this size are parsed on the event loop
 SOAP_MEDIA_TYPE = "application/soap+xml; charset=UTF-8"
 
 
@@ -182,12 +183,27 @@ class SoapService:
             root, attachments, mtom = await self._read_plain(request, limit), {}, False
             charset = params.get("charset")
         http_action = params.get("action", "").strip() if not mtom else ""
+        if not mtom and len(root) <= INLINE_MAX_BYTES:
+            # a small envelope parses in well under a millisecond: route it here, and run the
+            # handler here too when its transaction is a bounded read-only query (ITI-18/51) —
+            # handing it to a thread would cost more than the query (HIE_INLINE_QUERIES)
+            tx, handler, req = self._route(call, root, attachments, mtom, charset, limit,
+                                           http_action)
+            if tx.inline and getattr(self.node.settings, "inline_queries", True):
+                return self._handle(call, tx, handler, req)
+            return await run_in_threadpool(self._handle, call, tx, handler, req)
         # one worker-thread hop for parse, handler and rendering together
         return await run_in_threadpool(self._dispatch, call, root, attachments, mtom, charset,
                                        limit, http_action)
 
     def _dispatch(self, call: _Call, root: bytes, attachments: dict, mtom: bool,
                   charset: str | None, limit: int, http_action: str) -> Response:
+        tx, handler, req = self._route(call, root, attachments, mtom, charset, limit,
+                                       http_action)
+        return self._handle(call, tx, handler, req)
+
+    def _route(self, call: _Call, root: bytes, attachments: dict, mtom: bool,
+               charset: str | None, limit: int, http_action: str):
         req = parse_envelope(root, attachments, max_bytes=limit, mtom=mtom, charset=charset)
         call.req = req
         if http_action and http_action != req.action:  # WS-Addressing SOAP Binding §3 / §6.4.1
@@ -201,8 +217,13 @@ class SoapService:
             fault.detail = req.action
             raise fault
         tx, handler = entry
-        ctx = Context(self.node, tx, remote_addr=call.remote_addr, message_id=req.message_id)
-        call.ctx = ctx
+        call.ctx = Context(self.node, tx, remote_addr=call.remote_addr,
+                           message_id=req.message_id)
+        return tx, handler, req
+
+    def _handle(self, call: _Call, tx: Transaction, handler: Handler,
+                req: SoapRequest) -> Response:
+        ctx = call.ctx
         try:
             resp = handler(ctx, req)
         except RegistryErrors as exc:

@@ -18,12 +18,14 @@ class Transaction:
     response_action: str = ""  # response wsa:Action
     message_type: str = ""     # HL7 v2 message type, e.g. "ADT^A01"
     audit_event: str = ""      # e.g. "110112^DCM^Query"
+    # a bounded, read-only query whose handler may run on the event loop (no thread hand-off)
+    inline: bool = False
 
 
 ITI_18 = Transaction("ITI-18", "Registry Stored Query", "Document Registry",
                      "urn:ihe:iti:2007:RegistryStoredQuery",
                      "urn:ihe:iti:2007:RegistryStoredQueryResponse",
-                     audit_event="110112^DCM^Query")
+                     audit_event="110112^DCM^Query", inline=True)
 ITI_42 = Transaction("ITI-42", "Register Document Set-b", "Document Registry",
                      "urn:ihe:iti:2007:RegisterDocumentSet-b",
                      "urn:ihe:iti:2007:RegisterDocumentSet-bResponse",
@@ -39,7 +41,7 @@ ITI_62 = Transaction("ITI-62", "Delete Document Set", "Document Registry",
 ITI_51 = Transaction("ITI-51", "Multi-Patient Stored Query", "Document Registry",
                      "urn:ihe:iti:2009:MultiPatientStoredQuery",
                      "urn:ihe:iti:2009:MultiPatientStoredQueryResponse",
-                     audit_event="110112^DCM^Query")
+                     audit_event="110112^DCM^Query", inline=True)
 ITI_41 = Transaction("ITI-41", "Provide and Register Document Set-b", "Document Repository",
                      "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b",
                      "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-bResponse",
