@@ -280,6 +280,23 @@ def big_document(node: NodeProcess, mb: int) -> None:
          growth_mb=round((peak["hwm"] - base["rss"]) / 1024, 1))
 
 
+def audit_outcomes(url: str, transaction: str) -> dict[int, int]:
+    """How the node's audit trail counts ``transaction`` by outcome (0 = success): the check
+    that a load of HTTP 200 answers was not a load of RegistryResponse Failures."""
+    import sqlalchemy as sa
+
+    from hie.db import Database
+    from hie.tables import audit_event as t
+    db = Database(url)
+    try:
+        with db.read() as conn:
+            return dict(conn.execute(sa.select(t.c.outcome, sa.func.count())
+                                     .where(t.c.transaction == transaction)
+                                     .group_by(t.c.outcome)).all())
+    finally:
+        db.dispose()
+
+
 def measure_find(node: NodeProcess, pids: list[str], entries: int, clients: int, seconds: int,
                  per: int, db: str) -> dict:
     # one request by hand: the response size for the floor, and a sanity check
@@ -378,8 +395,12 @@ def main() -> None:
                     body = head.replace(b"@N@", b"0") + doc + tail
                     fl = run_wrk(node.url, lua_floor(body.decode("latin-1"), "/bench/static?size=600"),
                                  min(args.clients, 16), args.seconds, timeout_s=60)
+                    time.sleep(1.0)  # let the batched audit writer flush
+                    outcomes = audit_outcomes(url, "ITI-41")
                     emit(bench="xds", measure="iti41_upload", db=args.db, document_mb=args.upload_mb,
                          clients=min(args.clients, 16), rps=up["rps"],
+                         audited_success=outcomes.get(0, 0),
+                         audited_failure=sum(n for o, n in outcomes.items() if o),
                          mb_s=round(up["rps"] * len(body) / 2 ** 20, 1), p50_ms=up["p50_ms"],
                          p99_ms=up["p99_ms"], errors=up["errors"])
                     emit(bench="xds", measure="floor_upload_same_bytes", db=args.db,
