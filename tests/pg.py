@@ -29,7 +29,9 @@ def _free_port() -> int:
 
 
 class TempPostgres:
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
+        """``settings`` are extra ``name=value`` server settings (e.g. ``shared_buffers=2GB``)."""
+        self.settings = settings
         self.dir = tempfile.mkdtemp(prefix="hie-pg-")
         self.port = _free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
@@ -49,7 +51,7 @@ class TempPostgres:
                   "-A", "trust")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -k {self.dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=300")
+                "-c max_connections=300" + "".join(f" -c {kv}" for kv in self.settings))
         self._run(_bin("pg_ctl"), "-D", data, "-o", opts, "-l", os.path.join(self.dir, "log"),
                   "-w", "start")
         deadline = time.time() + 30
