@@ -224,27 +224,31 @@ def _only_whitespace_text(parent: etree._Element) -> bool:
     return all(not (c.tail and c.tail.strip()) for c in parent)
 
 
-def _one_text(blocks: dict[str, list[etree._Element]], local: str) -> str | None:
+def _single(blocks: dict[str, list[etree._Element]], local: str) -> etree._Element | None:
+    """The one ``wsa:<local>`` header, None when absent; a repeated header is a fault
+    (WS-Addressing 1.0 SOAP Binding §6.4.2 InvalidAddressingHeader)."""
     found = blocks.get(local, [])
     if len(found) > 1:
         raise _wsa_fault("InvalidAddressingHeader", f"more than one wsa:{local} header",
                          f"wsa:{local}")
-    if not found:
+    return found[0] if found else None
+
+
+def _one_text(blocks: dict[str, list[etree._Element]], local: str) -> str | None:
+    header = _single(blocks, local)
+    if header is None:
         return None
-    text = (found[0].text or "").strip()
+    text = (header.text or "").strip()
     if not text:
         raise _wsa_fault("InvalidAddressingHeader", f"empty wsa:{local} header", f"wsa:{local}")
     return text
 
 
 def _one_address(blocks: dict[str, list[etree._Element]], local: str) -> str | None:
-    found = blocks.get(local, [])
-    if len(found) > 1:
-        raise _wsa_fault("InvalidAddressingHeader", f"more than one wsa:{local} header",
-                         f"wsa:{local}")
-    if not found:
+    header = _single(blocks, local)
+    if header is None:
         return None
-    addr = found[0].find(_A + "Address")
+    addr = header.find(_A + "Address")
     if addr is None or not (addr.text or "").strip():
         raise _wsa_fault("InvalidAddressingHeader", f"wsa:{local} without wsa:Address",
                          f"wsa:{local}")

@@ -118,12 +118,18 @@ def register(ctx: Context, request: etree._Element | None,
     except RegistryErrors as e:
         return failure(ctx, e.errors)
     except sa.exc.SQLAlchemyError:
-        log.exception("ITI-42: registry database error")
-        ctx.fail(MAJOR_FAILURE, "registry database error")
-        return RegistryResponse.from_errors([RegistryError(XDS.RegistryError,
-                                                           "registry database error")])
+        return database_failure(ctx)
     ctx.extra["entry_uuids"] = [o.id for o in so.entries()]
     return RegistryResponse.from_errors(errors.errors)
+
+
+def database_failure(ctx: Context) -> RegistryResponse:
+    """The answer when the registry's database fails mid-transaction: logged with its
+    traceback here, XDSRegistryError to the peer (its unit of work has rolled back)."""
+    log.exception("%s: registry database error", ctx.transaction.id)
+    ctx.fail(MAJOR_FAILURE, "registry database error")
+    return RegistryResponse.from_errors([RegistryError(XDS.RegistryError,
+                                                       "registry database error")])
 
 
 def failure(ctx: Context, errors) -> RegistryResponse:

@@ -36,14 +36,14 @@ from lxml import etree
 from sqlalchemy.engine import Connection
 
 from hie import hl7types as T
-from hie.context import MAJOR_FAILURE, Context
-from hie.errors import XDS, ErrorCollector, RegistryError, RegistryErrors
+from hie.context import Context
+from hie.errors import XDS, ErrorCollector, RegistryErrors
 from hie.soap import SoapRequest, SoapResponse
 from xds_registry import store
 from xds_registry import vocab as V
 from xds_registry.ebrim import deserialize, new_id
-from xds_registry.iti42 import (check_new_ids, check_patient, check_references, failure,
-                                unit_of_work)
+from xds_registry.iti42 import (check_new_ids, check_patient, check_references,
+                                database_failure, failure, unit_of_work)
 from xds_registry.messages import RegistryResponse, SubmitObjects, parse_submit_objects
 from xds_registry.model import Association, DocumentEntry, Folder
 from xds_registry.store import APPROVED, DEPRECATED, Existing
@@ -122,10 +122,7 @@ def update(ctx: Context, request: etree._Element,
     except RegistryErrors as e:
         return failure(ctx, e.errors)
     except sa.exc.SQLAlchemyError:
-        log.exception("ITI-57: registry database error")
-        ctx.fail(MAJOR_FAILURE, "registry database error")
-        return RegistryResponse.from_errors([RegistryError(XDS.RegistryError,
-                                                           "registry database error")])
+        return database_failure(ctx)
     ctx.extra["entry_uuids"] = [o.id for o in so.entries()]
     return RegistryResponse.from_errors(errors.errors)
 

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from lxml import etree
 from sqlalchemy.engine import Connection
 
-from hie.context import MAJOR_FAILURE, Context
-from hie.errors import XDS, ErrorCollector, RegistryError, RegistryErrors
+from hie.context import Context
+from hie.errors import XDS, ErrorCollector, RegistryErrors
 from hie.soap import SoapRequest, SoapResponse
 from xds_registry import store
-from xds_registry.iti42 import failure, unit_of_work
+from xds_registry.iti42 import database_failure, failure, unit_of_work
 from xds_registry.messages import RegistryResponse, parse_remove_objects
 
 log = logging.getLogger("hie.xds_registry")
@@ -58,10 +58,7 @@ def delete(ctx: Context, request: etree._Element,
     except RegistryErrors as e:
         return failure(ctx, e.errors)
     except sa.exc.SQLAlchemyError:
-        log.exception("ITI-62: registry database error")
-        ctx.fail(MAJOR_FAILURE, "registry database error")
-        return RegistryResponse.from_errors([RegistryError(XDS.RegistryError,
-                                                           "registry database error")])
+        return database_failure(ctx)
     return RegistryResponse.from_errors(errors.errors)
 
 
