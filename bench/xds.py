@@ -351,8 +351,10 @@ def main() -> None:
         from tests.pg import TempPostgres
         # tuned as an operator would for a registry of this size: the index and the hot rows
         # in shared buffers (the default 128 MB is a laptop setting)
+        # and durable, as in production (the test cluster turns fsync off for speed)
         pg = TempPostgres(f"shared_buffers={args.pg_shared_buffers}",
-                          "effective_cache_size=8GB").start()
+                          "effective_cache_size=8GB", "fsync=on", "synchronous_commit=on",
+                          "full_page_writes=on").start()
         url = pg.url()
         procs = args.load_procs
     else:
