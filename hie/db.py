@@ -105,8 +105,6 @@ class Database:
 def all_tables_imported() -> sa.MetaData:
     """Import every actor's ``tables`` module so :data:`metadata` knows all tables."""
     import importlib
-    import importlib.util
     for mod in ("hie.tables", "xds_registry.tables", "xds_repository.tables", "pix_pdq.tables"):
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod)
+        importlib.import_module(mod)
     return metadata
