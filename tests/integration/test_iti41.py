@@ -539,17 +539,17 @@ def test_concurrent_success_and_failure_sharing_content(known):
     assert len(blob_files(node)) == 1 + 4  # the shared PDF + the successful texts
 
 
-def test_discard_writes_back_a_blob_that_became_referenced(node, monkeypatch):
-    """The race :func:`store.discard_blobs` closes: between its reference check and its delete a
-    concurrent submission of the same bytes committed a row; the blob is written back."""
+def _race_then_discard(node, monkeypatch, att: Attachment, unique_id: str, after_put=None):
+    """Store ``att`` (then call ``after_put(info)``), let a concurrent submission commit a row
+    for it, and run :func:`store.discard_blobs` with its first reference check blind to it."""
     from xds_repository import store
-    att = Attachment("c1", "application/pdf", data=PDF)
     info = store.put_blob(node.blobs, att)
+    if after_put is not None:
+        after_put(info)
     with node.db.begin() as conn:
         store.insert_rows(conn, [store.StoredDocument(node.settings.repository_unique_id,
-                                                      "1.2.156.112604.1.1.101.20.77", info.key,
-                                                      info.sha1, info.size, "application/pdf")],
-                          Context.now())
+                                                      unique_id, info.key, info.sha1, info.size,
+                                                      att.content_type)], Context.now())
     real = store.referenced_keys
     calls = []
 
@@ -560,32 +560,27 @@ def test_discard_writes_back_a_blob_that_became_referenced(node, monkeypatch):
     monkeypatch.setattr(store, "referenced_keys", first_blind)
     store.discard_blobs(node.db, node.blobs, [(info, att)])
     assert len(calls) == 2
+    return info
+
+
+def test_discard_writes_back_a_blob_that_became_referenced(node, monkeypatch):
+    """The race :func:`store.discard_blobs` closes: between its reference check and its delete a
+    concurrent submission of the same bytes committed a row; the blob is written back."""
+    att = Attachment("c1", "application/pdf", data=PDF)
+    info = _race_then_discard(node, monkeypatch, att, "1.2.156.112604.1.1.101.20.77")
     assert node.blobs.path(info.key).read_bytes() == PDF
 
 
 def test_discard_writes_back_an_adopted_blob_from_the_spool_file(node, tmp_path, monkeypatch):
     """The same race with a spooled part: the blob was the spool file itself (hard link); the
     spool file still holds the bytes, so the blob is written back from it."""
-    from xds_repository import store
     spooled = tmp_path / "mtom-1.part"
     spooled.write_bytes(TEXT * 7)
     att = Attachment("c1", "text/plain", path=spooled, spooled=True)
-    info = store.put_blob(node.blobs, att)
-    assert info.created and node.blobs.path(info.key).stat().st_ino == spooled.stat().st_ino
-    with node.db.begin() as conn:
-        store.insert_rows(conn, [store.StoredDocument(node.settings.repository_unique_id,
-                                                      "1.2.156.112604.1.1.101.20.78", info.key,
-                                                      info.sha1, info.size, "text/plain")],
-                          Context.now())
-    real = store.referenced_keys
-    calls = []
 
-    def first_blind(conn, keys):
-        calls.append(list(keys))
-        return set() if len(calls) == 1 else real(conn, keys)
+    def adopted(info):
+        assert info.created and node.blobs.path(info.key).stat().st_ino == spooled.stat().st_ino
 
-    monkeypatch.setattr(store, "referenced_keys", first_blind)
-    store.discard_blobs(node.db, node.blobs, [(info, att)])
-    assert len(calls) == 2
+    info = _race_then_discard(node, monkeypatch, att, "1.2.156.112604.1.1.101.20.78", adopted)
     spooled.unlink()
     assert node.blobs.path(info.key).read_bytes() == TEXT * 7
