@@ -56,3 +56,20 @@ def errors(element: etree._Element | bytes) -> list[str]:
 def assert_valid(element: etree._Element | bytes) -> None:
     errs = errors(element)
     assert not errs, "schema errors:\n" + "\n".join(errs[:20])
+
+
+def assert_success(resp):
+    """A registry response model (``RegistryResponse``): schema-valid and Success."""
+    from hie.errors import STATUS_SUCCESS
+    assert_valid(resp.to_ebrim())
+    assert resp.status == STATUS_SUCCESS, resp.errors
+    return resp
+
+
+def assert_failure(resp, code: str):
+    """A registry response model: schema-valid, Failure, and carrying error ``code``."""
+    from hie.errors import STATUS_FAILURE
+    assert_valid(resp.to_ebrim())
+    assert resp.status == STATUS_FAILURE
+    assert code in resp.codes, resp.errors
+    return resp

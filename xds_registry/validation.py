@@ -214,16 +214,23 @@ _TF_NAMES = {"class_code": "classCode", "type_code": "typeCode", "format_code": 
              "hcft_code": "healthcareFacilityTypeCode", "practice_code": "practiceSettingCode"}
 
 
+def _check_package(errors: ErrorCollector, kind: str, obj: SubmissionSet | Folder) -> "_Check":
+    """What SubmissionSet and Folder require alike (ITI TF-3 4.2.3.3 / 4.2.3.4): full metadata
+    (no limitedMetadata in XDS), a patientId in CX form and an OID uniqueId."""
+    c = _Check(errors, kind, obj.id)
+    _check_common(c, obj)
+    if obj.limited:
+        c.error("limitedMetadata is not accepted by an XDS Document Registry")
+    if c.required(obj.patient_id, "patientId"):
+        c.fmt(obj.patient_id, "patientId", T.parse_patient_id)
+    if c.required(obj.unique_id, "uniqueId"):
+        c.fmt(obj.unique_id, "uniqueId", _oid)
+    return c
+
+
 def validate_submission_set(ss: SubmissionSet, errors: ErrorCollector) -> None:
     """ITI TF-3 4.2.3.3."""
-    c = _Check(errors, "SubmissionSet", ss.id)
-    _check_common(c, ss)
-    if ss.limited:
-        c.error("limitedMetadata is not accepted by an XDS Document Registry")
-    if c.required(ss.patient_id, "patientId"):
-        c.fmt(ss.patient_id, "patientId", T.parse_patient_id)
-    if c.required(ss.unique_id, "uniqueId"):
-        c.fmt(ss.unique_id, "uniqueId", _oid)
+    c = _check_package(errors, "SubmissionSet", ss)
     if c.required(ss.source_id, "sourceId"):
         c.fmt(ss.source_id, "sourceId", _oid)
     if c.required(ss.submission_time, "submissionTime"):
@@ -237,14 +244,7 @@ def validate_submission_set(ss: SubmissionSet, errors: ErrorCollector) -> None:
 
 def validate_folder(fd: Folder, errors: ErrorCollector) -> None:
     """ITI TF-3 4.2.3.4."""
-    c = _Check(errors, "Folder", fd.id)
-    _check_common(c, fd)
-    if fd.limited:
-        c.error("limitedMetadata is not accepted by an XDS Document Registry")
-    if c.required(fd.patient_id, "patientId"):
-        c.fmt(fd.patient_id, "patientId", T.parse_patient_id)
-    if c.required(fd.unique_id, "uniqueId"):
-        c.fmt(fd.unique_id, "uniqueId", _oid)
+    c = _check_package(errors, "Folder", fd)
     c.required(fd.title, "title")
     c.required(fd.codes, "codeList")
     for code in fd.codes:

@@ -14,7 +14,7 @@ from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42
 from tests import xdsdata as X
-from tests.schemas import assert_valid
+from tests.schemas import assert_failure, assert_success, assert_valid
 from xds_registry import iti42, store
 from xds_registry import tables as T
 from xds_registry.ebrim import deserialize
@@ -42,16 +42,11 @@ def register(ctx, req):
 
 
 def ok(ctx, req):
-    resp = register(ctx, req)
-    assert resp.status == STATUS_SUCCESS, resp.errors
-    return resp
+    return assert_success(register(ctx, req))
 
 
 def fails(ctx, req, code):
-    resp = register(ctx, req)
-    assert resp.status == STATUS_FAILURE
-    assert code in resp.codes, resp.errors
-    return resp
+    return assert_failure(register(ctx, req), code)
 
 
 def rows(db, table, **where):

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from hie.errors import STATUS_FAILURE, STATUS_SUCCESS, XDS
+from hie.errors import STATUS_SUCCESS, XDS
 from hie.settings import load_settings
 from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42, ITI_57
 from tests import xdsdata as X
-from tests.schemas import assert_valid
+from tests.schemas import assert_failure, assert_success, assert_valid
 from xds_registry import iti42, iti57, store
 from xds_registry import tables as T
 from xds_registry.ebrim import deserialize
@@ -45,16 +45,11 @@ def update(node, sub):
 
 
 def ok(node, sub):
-    resp = update(node, sub)
-    assert resp.status == STATUS_SUCCESS, resp.errors
-    return resp
+    return assert_success(update(node, sub))
 
 
 def fails(node, sub, code):
-    resp = update(node, sub)
-    assert resp.status == STATUS_FAILURE
-    assert code in resp.codes, resp.errors
-    return resp
+    return assert_failure(update(node, sub), code)
 
 
 def obj(db, oid):

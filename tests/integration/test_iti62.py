@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from hie.errors import STATUS_FAILURE, STATUS_SUCCESS, XDS
+from hie.errors import STATUS_SUCCESS, XDS
 from hie.settings import load_settings
 from tests.xdsdata import AFFINITY_DOMAIN
 from hie.soap import SoapRequest
 from hie.transactions import ITI_42, ITI_62
 from tests import xdsdata as X
-from tests.schemas import assert_valid
+from tests.schemas import assert_failure, assert_valid
 from xds_registry import iti42, iti62, store
 from xds_registry import tables as T
 
@@ -42,9 +42,7 @@ def remove(node, ids):
 
 def fails(node, ids, code):
     resp, _ = remove(node, ids)
-    assert resp.status == STATUS_FAILURE
-    assert code in resp.codes, resp.errors
-    return resp
+    return assert_failure(resp, code)
 
 
 def counts(db):

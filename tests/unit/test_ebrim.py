@@ -4,7 +4,6 @@ and the NIST XDS toolkit's ebRIM 3.0 samples all parse."""
 from __future__ import annotations
 
 import glob
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
