@@ -46,11 +46,17 @@ class AuditEvent:
                    message_id=ctx.message_id, duration_ms=duration_ms, detail=ctx.detail[:4000])
 
 
+_COLUMNS = ("time", "transaction", "event", "actor", "remote_addr", "principal", "patient_id",
+            "object_ids", "outcome", "message_id", "duration_ms", "detail")
+_COPY = f"COPY audit_event ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
 class DatabaseSink:
     """Writes audit events to the ``audit_event`` table in batches.
 
     ``__call__`` only queues the event (the transaction is not slowed by an extra commit); a
-    writer thread inserts what has queued, at least every ``interval`` seconds, in one statement.
+    writer thread inserts what has queued, at least every ``interval`` seconds, in one statement
+    (``COPY`` on PostgreSQL).
     ``flush()`` writes everything queued so far and is called on shutdown, so a clean stop loses
     nothing.  Without a running writer (``start()`` not called) every event is written at once.
     """
@@ -87,7 +93,14 @@ class DatabaseSink:
 
     def _write(self, rows: list[dict]) -> None:
         with self.db.begin() as conn:
-            conn.execute(audit_event.insert(), rows)
+            if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+                # COPY costs a fraction of an INSERT per row, in the same transaction
+                cur = conn.connection.driver_connection.cursor()
+                with cur.copy(_COPY) as copy:
+                    for row in rows:
+                        copy.write_row(tuple(row[c] for c in _COLUMNS))
+            else:
+                conn.execute(audit_event.insert(), rows)
 
     def flush(self) -> None:
         while True:

@@ -21,10 +21,12 @@ from hie.settings import Settings
 log = logging.getLogger("hie.server")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -123,8 +125,9 @@ def _reap(pids: list[int]) -> None:
 
 def _http_worker(settings: Settings, sock: socket.socket,
                  listeners: dict[str, tuple[str, int]]) -> None:
-    """A forked HTTP worker: its own node services (database pool, audit writer) on the shared
-    listening socket; MLLP and the outbox worker stay in the main process."""
+    """A forked HTTP worker: its own node services (database pool, audit writer) on its own
+    listening socket of the HTTP port (see :func:`_worker_sockets`); MLLP and the outbox worker
+    stay in the main process."""
     from hie.app import create_app
 
     async def serve() -> None:
@@ -143,14 +146,37 @@ def _http_worker(settings: Settings, sock: socket.socket,
     asyncio.run(serve())
 
 
-def _fork_workers(settings: Settings, sock: socket.socket, count: int,
+def _worker_sockets(settings: Settings, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one HTTP port, one per worker process.  Where the system
+    has SO_REUSEPORT (Linux) each worker gets its own socket and the kernel spreads new
+    connections evenly over them; otherwise (or when the option is refused) they all share one
+    socket, which the busiest worker tends to drain (it accepts a whole backlog at a time).
+    A worker that dies takes its socket with it, so the kernel stops sending it connections."""
+    if hasattr(socket, "SO_REUSEPORT"):
+        try:
+            first = _bind(settings.http_host, settings.http_port, reuse_port=True)
+            port = first.getsockname()[1]
+            return [first] + [_bind(settings.http_host, port, reuse_port=True)
+                              for _ in range(count - 1)]
+        except OSError:
+            pass
+    sock = _bind(settings.http_host, settings.http_port)
+    return [sock] * count
+
+
+def _fork_workers(settings: Settings, socks: list[socket.socket], keep: list[socket.socket],
                   listeners: dict[str, tuple[str, int]]) -> list[int]:
+    """Fork one worker per socket in ``socks``; each child closes every listening socket but its
+    own (``keep``: sockets of the parent the children must not hold)."""
     pids = []
-    for _ in range(count):
+    for sock in socks:
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
+                for other in list(socks) + list(keep):
+                    if other is not sock:
+                        other.close()
                 _http_worker(settings, sock, listeners)
             except BaseException:  # pragma: no cover - logged, the parent keeps serving
                 log.exception("HTTP worker failed")
@@ -167,11 +193,15 @@ def run(settings: Settings) -> int:
         sock = mllp_sock = None
         workers: list[int] = []
         if settings.http_workers > 1:
-            sock = _bind(settings.http_host, settings.http_port)
+            socks = _worker_sockets(settings, settings.http_workers)
+            sock = socks[0]
             mllp_sock = _bind(settings.mllp_bind, settings.mllp_port)
             listeners = {"http": sock.getsockname()[:2], "mllp": mllp_sock.getsockname()[:2]}
             node.db.dispose()  # no pooled connection may cross the fork
-            workers = _fork_workers(settings, sock, settings.http_workers - 1, listeners)
+            children = [s for s in socks[1:] if s is not sock]
+            workers = _fork_workers(settings, socks[1:], [sock, mllp_sock], listeners)
+            for child_sock in children:  # each child holds its own; see _worker_sockets
+                child_sock.close()
         server = NodeServer(settings, node, sock, workers, mllp_sock)
     except OSError as exc:
         print(f"hie: cannot start: {exc}", file=sys.stderr)

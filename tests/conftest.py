@@ -1,7 +1,8 @@
 """Shared fixtures.
 
 - ``database``: a fresh :class:`hie.db.Database` with every table, once on SQLite and once on the
-  throwaway real PostgreSQL that the session starts (tests using it run twice).
+  throwaway real PostgreSQL that the session starts (tests using it run twice);
+  ``pg_database``: the PostgreSQL one alone, for behaviour only PostgreSQL has.
 - ``settings`` / ``node``: a node on that database with its own temporary data folder.
 - outbound sockets other than loopback are forbidden for the whole run.
 """
@@ -75,6 +76,15 @@ def database_url(request, tmp_path):
 def database(database_url):
     from hie.db import Database
     db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def pg_database(postgres):
+    """A fresh database on the throwaway PostgreSQL only, for what only PostgreSQL has."""
+    from hie.db import Database
+    db = Database(_pg_database(postgres))
     yield db
     db.dispose()
 

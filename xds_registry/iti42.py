@@ -110,7 +110,7 @@ def register(ctx: Context, request: etree._Element | None,
             # which keeps a round trip out of the serialized part
             assert so.submission_set is not None
             check_patient(ctx, c, so.submission_set.patient_id, errors)
-            store.lock_registry(c)
+            store.lock_for_register(c, lock_names(so))
             plan = check_register(ctx, c, so, errors)
             errors.raise_if_errors()
             write_register(c, so, plan, prepared.rows, prepared.now)
@@ -256,6 +256,16 @@ def check_references(conn: Connection, so: SubmitObjects, errors: ErrorCollector
     return known
 
 
+def lock_names(so: SubmitObjects) -> list[str]:
+    """What a registration claims or touches (``store.lock_for_register``): its entryUUIDs, its
+    uniqueIds and the registered objects its associations reference."""
+    names = [f"id:{o.id}" for o in so.entries()]
+    names += [f"id:{i}" for i in referenced(so)]
+    names += [f"uid:{o.unique_id}" for o in (*so.documents, *so.submission_sets, *so.folders)
+              if o.unique_id]
+    return names
+
+
 def prefetch(conn: Connection, so: SubmitObjects) -> store.Lookup:
     """Everything :func:`check_new_ids`, :func:`check_unique_ids` and :func:`check_references`
     read from the registry, in one statement."""
@@ -399,7 +409,7 @@ def write_register(conn: Connection, so: SubmitObjects, plan: Plan,
     when = now.strftime("%Y%m%d%H%M%S")
     for extra in plan.extra_associations:
         rows.add(extra, seq=None, status=APPROVED, created_at=now)
-    rows.number(store.next_seq(conn))
+    rows.number(store.next_seqs(conn, rows.count()))
     rows.write(conn)
     if plan.deprecate:
         store.set_status(conn, plan.deprecate, DEPRECATED)

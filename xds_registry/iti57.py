@@ -367,14 +367,11 @@ def _check_add(a: Association, kinds: dict, existing: dict[str, Existing],
 def apply(conn: Connection, so: SubmitObjects, ops: Operations) -> None:
     now = store.now_utc()
     when = now.strftime("%Y%m%d%H%M%S")
-    seq = store.next_seq(conn)
     ss = so.submission_set
     assert ss is not None
 
     def put(entry, **kw):
-        nonlocal seq
-        store.insert(conn, entry, seq=seq, created_at=now, **kw)
-        seq += 1
+        store.insert(conn, entry, seq=store.next_seq(conn), created_at=now, **kw)
 
     put(ss)
     touched = list(ops.touched_folders)

@@ -6,16 +6,25 @@ associations).
 Every function takes a connection inside the caller's unit of work (``ctx.db.begin()``), so a
 transaction is stored completely or not at all (DESIGN.md principle 5).
 
-Concurrency.  :func:`lock_registry` must come before the first registry statement of every write
-unit (ITI-41 reads its own ``repo_document`` rows first, in the same unit): on PostgreSQL it
-takes a transaction-scoped advisory lock (``pg_advisory_xact_lock``), on SQLite the unit of work
-already began with ``BEGIN IMMEDIATE`` (hie.db), which holds the database write lock.
-Registry writers are thus serialized, which makes the check-then-write rules of the TF safe — a
-uniqueId registered twice by two concurrent submissions, a document replaced twice, two new
-versions of one logicalId, ``seq = max(seq) + 1`` — without relying on isolation levels.  Readers
-(stored queries) never take the lock.  A write unit is a handful of indexed statements (a few
-milliseconds), so this bounds registrations at several hundred per second per registry, far above
-a regional platform's load; should it ever matter, the lock can be split per patient.
+Concurrency.  Every write unit locks before its first registry statement (ITI-41 reads its own
+``repo_document`` rows first, in the same unit).  On SQLite the unit of work already began with
+``BEGIN IMMEDIATE`` (hie.db), which holds the database write lock: writers are serialized.  On
+PostgreSQL the locks are transaction-scoped advisory locks (``pg_advisory_xact_lock``) in two
+levels, so that the check-then-write rules of the TF — a uniqueId registered twice by two
+concurrent submissions, a document replaced twice, an addendum to a document being replaced, two
+new versions of one logicalId — are safe without relying on isolation levels:
+
+- :func:`lock_registry` takes the registry lock exclusively: ITI-57 and ITI-62, which rewrite
+  existing objects, run alone;
+- :func:`lock_for_register` (ITI-42, and ITI-41 through it) takes the registry lock shared plus
+  one exclusive lock per name the submission claims or touches — its entryUUIDs, its uniqueIds and
+  the existing objects its associations reference (the replaced original, the folder, the parent
+  document).  Any two submissions that could contradict each other share a name and so run one
+  after the other; all others, the common case of new documents, run side by side.  The names are
+  locked in one statement, in sorted key order, so two submissions cannot deadlock.
+
+Registration numbers (``seq``, the order of results) come from the ``xds_object_seq_seq``
+sequence on PostgreSQL and from ``max(seq) + 1`` on SQLite.  Readers (stored queries) never lock.
 
 Cost.  The statements of the write path are built once (module constants, expanding IN
 parameters), so executing them reuses SQLAlchemy's compiled form; :func:`lookup` answers a
@@ -26,6 +35,7 @@ however many objects, codes and authors it has.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -36,7 +46,7 @@ from sqlalchemy.engine import Connection
 from xds_registry import vocab as V
 from xds_registry.ebrim import deserialize, serialize
 from xds_registry.model import AnyEntry, Association, DocumentEntry, Folder, SubmissionSet
-from xds_registry.tables import (association as t_assoc, document_entry as t_de,
+from xds_registry.tables import (OBJECT_SEQ, association as t_assoc, document_entry as t_de,
                                  folder as t_fd, object_author as t_author,
                                  object_code as t_code, object_reference_id as t_ref,
                                  registry_object as t_obj, submission_set as t_ss)
@@ -48,14 +58,50 @@ APPROVED, DEPRECATED, SUBMITTED = "Approved", "Deprecated", "Submitted"
 
 
 def lock_registry(conn: Connection) -> None:
-    """Serialize registry writers (see the module docstring)."""
+    """Run alone among registry writers (ITI-57, ITI-62; see the module docstring)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": REGISTRY_LOCK_KEY})
+        conn.execute(_LOCK_EXCLUSIVE, {"k": REGISTRY_LOCK_KEY})
+
+
+def lock_for_register(conn: Connection, names: Iterable[str]) -> None:
+    """A registration's locks (see the module docstring): the registry lock shared, then each of
+    ``names`` (entryUUIDs, uniqueIds, referenced ids) exclusively, in key order."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(_LOCK_SHARED, {"k": REGISTRY_LOCK_KEY})
+    keys = sorted({lock_key(n) for n in names})
+    if keys:
+        conn.execute(_LOCK_KEYS, {"keys": keys})
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (a collision only serializes)."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8, person=b"xds-lock").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_LOCK_EXCLUSIVE = sa.text("SELECT pg_advisory_xact_lock(:k)")
+_LOCK_SHARED = sa.text("SELECT pg_advisory_xact_lock_shared(:k)")
+# the keys arrive sorted; WITH ORDINALITY + ORDER BY keeps them so (no deadlock between two
+# registrations), and PostgreSQL evaluates the volatile lock function after the sort
+_LOCK_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(k.key)) FROM (SELECT key FROM unnest(CAST(:keys AS "
+    "bigint[])) WITH ORDINALITY AS u(key, n) ORDER BY n) AS k")
+
+
+def next_seqs(conn: Connection, count: int) -> list[int]:
+    """``count`` new registration numbers, increasing (see the module docstring)."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_NEXT_SEQS, {"n": count}).scalars())
+    first = (conn.execute(_MAX_SEQ).scalar() or 0) + 1
+    return list(range(first, first + count))
 
 
 def next_seq(conn: Connection) -> int:
-    """The next registration sequence number (safe under :func:`lock_registry`)."""
-    return (conn.execute(_MAX_SEQ).scalar() or 0) + 1
+    """One new registration number (the row using it is inserted before the next call)."""
+    return next_seqs(conn, 1)[0]
 
 
 def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
@@ -117,6 +163,8 @@ _PACKAGE_UIDS = {
     .select_from(table.join(t_obj, t_obj.c.id == table.c.id)).where(table.c.unique_id.in_(_VALUES))
     for kind, table in (("SubmissionSet", t_ss), ("Folder", t_fd))}
 _MAX_SEQ = sa.select(sa.func.max(t_obj.c.seq))
+_NEXT_SEQS = sa.text(f"SELECT nextval('{OBJECT_SEQ.name}') FROM generate_series(1, :n) "
+                     "ORDER BY 1")
 
 
 def load(conn: Connection, ids: Iterable[str]) -> dict[str, Existing]:
@@ -348,13 +396,17 @@ class Rows:
         self.tables[t_author].extend({"object_id": object_id, "person": a.person}
                                      for a in authors if a.person)
 
-    def number(self, first_seq: int) -> int:
-        """Number the objects in the order they were added: ``first_seq``, ``first_seq + 1``,
-        ...; returns the next free number."""
-        for row in self.tables[t_obj]:
-            row["seq"] = first_seq
-            first_seq += 1
-        return first_seq
+    def count(self) -> int:
+        """How many objects (registration numbers to draw with :func:`next_seqs`)."""
+        return len(self.tables[t_obj])
+
+    def number(self, seqs: Sequence[int]) -> None:
+        """Number the objects in the order they were added with ``seqs`` (increasing)."""
+        objs = self.tables[t_obj]
+        if len(seqs) != len(objs):
+            raise ValueError(f"{len(objs)} registration numbers needed, {len(seqs)} given")
+        for row, seq in zip(objs, seqs):
+            row["seq"] = seq
 
     def write(self, conn: Connection) -> None:
         for table, rows in self.tables.items():

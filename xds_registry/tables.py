@@ -37,6 +37,10 @@ registry_object = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# registration numbers on PostgreSQL (xds_object.seq), so that concurrent registrations need not
+# serialize on max(seq) + 1 (see xds_registry.store, "Concurrency"); SQLite ignores sequences
+OBJECT_SEQ = sa.Sequence("xds_object_seq_seq", metadata=metadata, start=1)
+
 document_entry = sa.Table(
     "xds_document_entry", metadata,
     sa.Column("id", sa.String(UUID_LEN), sa.ForeignKey("xds_object.id", ondelete="CASCADE"),

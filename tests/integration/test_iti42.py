@@ -553,3 +553,92 @@ def test_patient_id_outside_the_affinity_domain_is_unknown(database, tmp_path):
     ctx = X.registry_context(X.StubNode(database, settings))
     resp = iti42.register(ctx, X.submit_objects_request(1, patient_id=local))
     assert XDS.UnknownPatientId in resp.codes
+
+
+def test_concurrent_registrations_of_one_document_unique_id(ctx, node):
+    """Four submissions of one DocumentEntry uniqueId with four different contents at once:
+    the first to lock the uniqueId registers, the others see it and get XDSNonIdenticalHash."""
+    uid = X.new_oid()
+    results = []
+
+    def worker(n):
+        s = X.Submission()
+        s.document(unique_id=uid, content=f"出院小结 第{n}版".encode())
+        results.append(iti42.register(X.registry_context(node, ITI_42), s.build()))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.ok for r in results) == [False, False, False, True]
+    assert all(r.codes == [XDS.NonIdenticalHash] for r in results if not r.ok)
+    assert len(rows(node.db, T.document_entry, unique_id=uid)) == 1
+
+
+def test_concurrent_registrations_of_one_submission_set_unique_id(ctx, node):
+    uid = X.new_oid()
+    results = []
+
+    def worker():
+        s = X.Submission(ss_unique_id=uid)
+        s.document()
+        results.append(iti42.register(X.registry_context(node, ITI_42), s.build()))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.ok for r in results) == [False, False, False, True]
+    assert all(r.codes == [XDS.DuplicateUniqueIdInRegistry] for r in results if not r.ok)
+    assert len(rows(node.db, T.submission_set, unique_id=uid)) == 1
+
+
+def _register_in_thread(node, req):
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(
+        iti42.register(X.registry_context(node, ITI_42), req)))
+    t.start()
+    return t, out
+
+
+@pytest.fixture
+def pg_node(pg_database, tmp_path):
+    settings = load_settings(env={}, data_dir=tmp_path / "pg", database_url=pg_database.url,
+                             affinity_domain=AFFINITY_DOMAIN)
+    X.register_patient(pg_database, person=X.ZHANG_SAN)
+    return X.StubNode(pg_database, settings)
+
+
+def test_registrations_that_share_nothing_run_side_by_side(pg_node):
+    """PostgreSQL: while one registration holds its locks (here: a unit of work that took the
+    locks of a submission naming uniqueId U), an unrelated submission registers at once, one
+    naming U waits until the first unit ends, and ITI-57/62's exclusive lock waits for both
+    kinds.  (SQLite serializes every writer with its database lock.)"""
+    node = pg_node
+    ctx = X.registry_context(node, ITI_42)
+    blocked = X.Submission()
+    blocked.document()
+    held = iti42.lock_names(iti42.prepare(ctx, blocked.build()).so)
+    with node.db.begin() as conn:
+        store.lock_for_register(conn, held)
+        free, free_out = _register_in_thread(node, X.submit_objects_request(1))
+        free.join(30)
+        assert not free.is_alive() and free_out[0].ok  # not held up by the other unit
+        same, same_out = _register_in_thread(node, blocked.build())
+        same.join(1.0)
+        assert same.is_alive() and not same_out  # waits for the uniqueId's lock
+    same.join(30)
+    assert not same.is_alive() and same_out[0].ok
+
+
+def test_exclusive_registry_lock_waits_for_registrations(pg_node):
+    node = pg_node
+    with node.db.begin() as conn:
+        store.lock_registry(conn)  # what ITI-57 and ITI-62 take
+        t, out = _register_in_thread(node, X.submit_objects_request(1))
+        t.join(1.0)
+        assert t.is_alive() and not out
+    t.join(30)
+    assert out[0].ok

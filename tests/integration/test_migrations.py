@@ -39,3 +39,30 @@ def test_upgrade_matches_declared_schema(empty_db):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(ctx, all_tables_imported())
     assert diffs == [], diffs
+
+
+def test_registration_numbers_continue_after_existing_rows(empty_db):
+    """The sequence revision starts the registration numbers after the highest one stored, so a
+    registry upgraded with data keeps ``xds_object.seq`` unique (PostgreSQL; SQLite keeps
+    ``max(seq) + 1``)."""
+    from xds_registry import store
+    migrations.upgrade(empty_db, "60023b5fdbc6")
+    with empty_db.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO xds_object (id, seq, kind, lid, version, status, xml, created_at) "
+            "VALUES ('urn:uuid:1', 41, 'DocumentEntry', 'urn:uuid:1', 1, 'Approved', :x, "
+            "CURRENT_TIMESTAMP)"), {"x": b"<x/>"})
+    migrations.upgrade(empty_db)
+    with empty_db.begin() as conn:
+        first = store.next_seqs(conn, 3)
+    assert first == [42, 43, 44]
+    if empty_db.dialect == "postgresql":
+        with empty_db.begin() as conn:  # drawn numbers are never handed out again
+            assert store.next_seq(conn) == 45
+            has_lz4 = conn.execute(sa.text(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                "WHERE name = 'default_toast_compression'")).scalar()
+            compression = conn.execute(sa.text(
+                "SELECT attcompression FROM pg_attribute WHERE attrelid = 'xds_object'::regclass "
+                "AND attname = 'xml'")).scalar()
+            assert compression == ("l" if has_lz4 else "")
