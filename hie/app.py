@@ -4,6 +4,7 @@ CONTRACT.md, ``GET /healthz`` and ``GET /metrics``.  Only this module (and ``hie
 way")."""
 from __future__ import annotations
 
+import os
 import socket
 
 from starlette.applications import Starlette
@@ -72,6 +73,7 @@ def create_app(node: Node) -> Starlette:
             db_ok = False
         status = "ok" if ok and db_ok else "starting" if db_ok else "database unavailable"
         return JSONResponse({"status": status, "listeners": listeners, "database": db_ok,
+                             "process": os.getpid(),  # which HTTP worker answered
                              "home_community_id": node.settings.home_community_id,
                              "repository_unique_id": node.settings.repository_unique_id},
                             status_code=200 if ok and db_ok else 503)

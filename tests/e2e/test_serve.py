@@ -71,16 +71,24 @@ def test_serve_refuses_a_taken_port(tmp_path):
     assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def _answering_processes(host: str, port: int, connections: int) -> set[int]:
+    pids = set()
+    for _ in range(connections):  # a new connection each time
+        r = httpx.get(f"http://{host}:{port}/healthz", timeout=10,
+                      headers={"Connection": "close"})
+        assert r.status_code == 200
+        pids.add(r.json()["process"])
+    return pids
+
+
 def test_serve_with_two_http_workers(tmp_path):
-    """HIE_HTTP_WORKERS=2: forked HTTP workers share the listening socket and the database; all
-    of them stop on SIGTERM (the port is closed afterwards)."""
+    """HIE_HTTP_WORKERS=2: forked HTTP workers on one port and one database, new connections
+    spread over both; all of them stop on SIGTERM (the port is closed afterwards)."""
     proc, listening = _start(tmp_path, HIE_HTTP_WORKERS="2")
     try:
         host, port = listening["http"]
-        with httpx.Client(timeout=10) as client:
-            for _ in range(20):  # new connections are spread over the processes
-                r = client.get(f"http://{host}:{port}/healthz", headers={"Connection": "close"})
-                assert r.status_code == 200
+        # 40 connections all landing on one worker: about 2**-39 with the kernel's spreading
+        assert len(_answering_processes(host, port, 40)) == 2
         m = httpx.get(f"http://{host}:{port}/metrics", timeout=10)
         assert m.status_code == 200
     finally:
@@ -89,3 +97,21 @@ def test_serve_with_two_http_workers(tmp_path):
     assert rc == 0
     with socket.socket() as s:
         assert s.connect_ex((host, port)) != 0
+
+
+def test_a_dead_http_worker_leaves_no_unanswered_connections(tmp_path):
+    """Each worker listens on its own socket of the port: when one dies its socket goes with it
+    (no other process holds it), so every later connection reaches the surviving worker."""
+    proc, listening = _start(tmp_path, HIE_HTTP_WORKERS="2")
+    try:
+        host, port = listening["http"]
+        pids = _answering_processes(host, port, 40)
+        assert proc.pid in pids and len(pids) == 2
+        child = (pids - {proc.pid}).pop()
+        os.kill(child, signal.SIGKILL)
+        time.sleep(0.5)
+        assert _answering_processes(host, port, 30) == {proc.pid}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    assert rc == 0
