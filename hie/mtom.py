@@ -365,7 +365,10 @@ class MtomParser:
                 elif buf.startswith(b"\n"):
                     block, end = b"", 1
                 else:
-                    a, b = buf.find(b"\r\n\r\n"), buf.find(b"\n\n")
+                    # the blank line ends the headers within max_header_bytes: look no further
+                    # (the buffer may already hold a megabyte of the part's body)
+                    lim = min(len(buf), self.max_header_bytes + 4)
+                    a, b = buf.find(b"\r\n\r\n", 0, lim), buf.find(b"\n\n", 0, lim)
                     cands = [(x, ln) for x, ln in ((a, 4), (b, 2)) if x >= 0]
                     if not cands:
                         if len(buf) > self.max_header_bytes:

@@ -158,11 +158,17 @@ def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
         return False
     if domain is not None and ident.domain != domain:
         return False
-    row = conn.execute(
-        sa.select(t_id.c.id).select_from(t_id.join(t_person, t_person.c.id == t_id.c.person_id))
-        .where(t_id.c.domain_oid == ident.domain, t_id.c.value == ident.value,
-               t_id.c.status == ACTIVE, t_person.c.status == ACTIVE).limit(1)).first()
+    row = conn.execute(_IS_KNOWN, {"domain": ident.domain, "value": ident.value}).first()
     return row is not None
+
+
+# built once: every registration asks it (building a select costs more than running it)
+_IS_KNOWN = (sa.select(t_id.c.id)
+             .select_from(t_id.join(t_person, t_person.c.id == t_id.c.person_id))
+             .where(t_id.c.domain_oid == sa.bindparam("domain"),
+                    t_id.c.value == sa.bindparam("value"),
+                    t_id.c.status == ACTIVE, t_person.c.status == ACTIVE)
+             .limit(1))
 
 
 def find_person(conn: Connection, ident: Identifier) -> int | None:
