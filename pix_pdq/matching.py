@@ -218,8 +218,9 @@ def blocking_keys(d: Demographics) -> list[str]:
     persons sharing at least one key, so the cost of a feed follows the size of its blocks, not
     of the index.  Each key survives some kinds of error, and a true match needs only one:
 
-    - ``id:`` the valid resident ID number; ``idp:`` / ``ids:`` its first 14 / last 12
-      characters (a typo spares one of them, unless it falls in the birth date);
+    - ``id:`` the valid resident ID number; ``idp:`` / ``ids:`` the first 14 / last 12
+      characters of an 18-character one (a typo spares one of them, unless it falls in the
+      birth date);
     - ``nb:`` the name's pinyin and the birth year (homophones, variant characters, day or month
       typos); ``bd:`` birth date and sex (any name error); ``bs:`` the name's initials, the
       birth year and month and day in either order (month/day swaps with name typos);
@@ -227,9 +228,9 @@ def blocking_keys(d: Demographics) -> list[str]:
     keys: list[str] = []
     rid = d.resident_id
     if rid is not None and rid.valid:
-        keys += [f"id:{rid.number}", f"idp:{rid.number[:14]}", f"ids:{rid.number[6:]}"]
-    elif rid is not None and len(rid.number) >= 15:
-        keys += [f"idp:{rid.number[:14]}", f"ids:{rid.number[-12:]}"]
+        keys.append(f"id:{rid.number}")
+    if rid is not None and len(rid.number) == 18:  # GB 11643 layout, valid or mistyped
+        keys += [f"idp:{rid.number[:14]}", f"ids:{rid.number[6:]}"]
     full = d.full_name
     birth = (d.birth_date or "")[:8]
     has_birth = len(birth) == 8 and birth.isdigit()
@@ -400,7 +401,8 @@ def decide(model: Model, a: Demographics, b: Demographics,
         vector["name"] == "exact" else None
     weights = model.weights(vector, freq)
     score = sum(weights.values())
-    if vector["resident_id"] == "different":
+    if vector["resident_id"] == "different" and a.resident_id is not None \
+            and b.resident_id is not None and a.resident_id.checked and b.resident_id.checked:
         return Decision("new", score, vector, weights, vetoed=True)
     return Decision(model.decide(score), score, vector, weights)
 

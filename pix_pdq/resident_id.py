@@ -60,6 +60,7 @@ class ResidentId:
     sex: str | None = None
     region: str | None = None
     problem: str = ""
+    checked: bool = True    # validated by its check character (False: another scheme's number)
 
     @property
     def key(self) -> str | None:
@@ -105,10 +106,17 @@ def parse(value: str) -> ResidentId:
                       body[:6])
 
 
+def foreign(value: str) -> ResidentId:
+    """A national identifier of another scheme (a passport or social-security number): kept
+    as sent, normalized, taken as valid but not checked."""
+    number = normalize(value)
+    return ResidentId(value, number, bool(number), checked=False)
+
+
 def make(body17: str) -> str:
     """An 18-character number from its first 17 digits (test data, examples)."""
     return body17 + check_char(body17)
 
 
-__all__ = ["RESIDENT_ID_OID", "ResidentId", "check_char", "make", "normalize", "parse",
+__all__ = ["RESIDENT_ID_OID", "ResidentId", "check_char", "foreign", "make", "normalize", "parse",
            "upgrade15"]

@@ -229,3 +229,15 @@ def test_em_recovers_m_and_u_from_unlabelled_pairs():
     assert fitted.prior == pytest.approx(0.1, abs=0.02)
     assert fitted.fields["name"].m["exact"] == pytest.approx(0.85, abs=0.05)
     assert fitted.fields["birth_date"].u["different"] == pytest.approx(0.987, abs=0.01)
+
+
+def test_numbers_of_another_scheme_are_compared_but_never_veto():
+    """A social-security or passport number has no check character: two that differ may be one
+    mistyped twice, so they weigh against a link but do not forbid it."""
+    a = M.Demographics("NEUMANN", "MICHAELA", "", "19151111", R.foreign("5304218"))
+    b = M.Demographics("NEUMANN", "MICHAELA", "", "19151111", R.foreign("5034281"))
+    d = M.decide(M.default_model(), a, b)
+    assert d.levels["resident_id"] == "different" and not d.vetoed
+    assert not R.foreign("5304218").checked and R.parse(ZHANG_SAN_ID).checked
+    assert "id:5304218" in M.blocking_keys(a)
+    assert not any(k.startswith(("idp:", "ids:")) for k in M.blocking_keys(a))
