@@ -92,6 +92,8 @@ def compare_name(a: Demographics, b: Demographics) -> str:
         return MISSING
     if full_a == full_b:
         return "exact"
+    if bool(fa and ga) != bool(fb and gb) and ((fa and fa == fb) or (ga and ga == gb)):
+        return "similar"   # one side lacks a part; the part both have agrees
     chinese = names.is_chinese(full_a) and names.is_chinese(full_b)
     if chinese and len(full_a) == len(full_b) and all(
             names.homophone(x, y) for x, y in zip(full_a, full_b)):
@@ -222,9 +224,10 @@ def blocking_keys(d: Demographics) -> list[str]:
       characters of an 18-character one (a typo spares one of them, unless it falls in the
       birth date);
     - ``nb:`` the name's pinyin and the birth year (homophones, variant characters, day or month
-      typos); ``bd:`` birth date and sex (any name error); ``bs:`` the name's initials, the
+      typos); ``bd:`` the birth date (any name error); ``bs:`` the name's initials, the
       birth year and month and day in either order (month/day swaps with name typos);
-    - ``ph:`` the last 8 digits of the phone number."""
+    - ``ph:`` the last 8 digits of the phone number; ``idh:`` / ``idt:`` the halves of a number
+      of another scheme (no check character: typos are likelier)."""
     keys: list[str] = []
     rid = d.resident_id
     if rid is not None and rid.valid:
@@ -241,8 +244,11 @@ def blocking_keys(d: Demographics) -> list[str]:
             else phonetic[:1] + names.pinyin_key(d.given)[:1]
         mm, dd = sorted((birth[4:6], birth[6:8]))
         keys.append(f"bs:{initials}:{birth[:4]}{mm}{dd}")
-    if has_birth and compare_sex(d.sex, d.sex) != MISSING:
-        keys.append(f"bd:{birth}:{d.sex.upper()[:1]}")
+    if has_birth:
+        keys.append(f"bd:{birth}")
+    if rid is not None and rid.valid and not rid.checked and len(rid.number) >= 6:
+        half = len(rid.number) // 2   # another scheme's number: each half survives a typo
+        keys += [f"idh:{rid.number[:half]}", f"idt:{rid.number[half:]}"]
     digits = phone_digits(d.phone)
     if len(digits) >= 7:
         keys.append(f"ph:{digits[-8:]}")

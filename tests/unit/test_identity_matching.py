@@ -144,6 +144,11 @@ def test_name_levels():
     assert M.compare_name(demo(name="张伟"), demo(name="李娜")) == "different"
     assert M.compare_name(M.Demographics("SMITH", "JOHN"), M.Demographics("SMYTH", "JOHN")) \
         == "similar"
+    # one side sent no given name: the family names agreeing is partial agreement
+    assert M.compare_name(M.Demographics("NEUMANN", "MICHAELA"), M.Demographics("NEUMANN", "")) \
+        == "similar"
+    assert M.compare_name(M.Demographics("NEUMANN", "MICHAELA"), M.Demographics("", "")) \
+        == M.MISSING
 
 
 def test_phone_and_address_levels():
