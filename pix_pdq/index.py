@@ -4,9 +4,10 @@ ITI TF-2x Appendix E for the CX data type of patient identifiers; XDS ``XDSUnkno
 ITI TF-3 Table 4.2.4.1-2).
 
 Functions take a SQLAlchemy connection inside the caller's unit of work, so a feed message is
-applied completely or not at all.  No matching yet: a person is found only through one of its
-identifiers; identifiers of different persons fed together are reported as conflicts and left
-where they are, for the linking a later issue adds.
+applied completely or not at all.  A person is found through one of its identifiers, else by
+matching the demographics against the index (:mod:`pix_pdq.linking`); identifiers of different
+persons fed together are reported as conflicts and left where they are (joining two persons is
+a merge).
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
+from pix_pdq import linking
+from pix_pdq import matching as M
+from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 
 
@@ -76,13 +80,15 @@ class Person:
 
 @dataclass(frozen=True)
 class RecordResult:
-    """What :func:`record_identity` did: the person, whether it was created, the identifiers
-    added to it, and identifiers left alone because they already belong to another person."""
+    """What :func:`record_identity` did: the person, whether it was created (or ``linked`` by
+    matching), the identifiers added to it, and identifiers left alone because they already
+    belong to another person."""
 
     person_id: int
     created: bool
     added: tuple[Identifier, ...] = ()
     conflicts: tuple[tuple[Identifier, int], ...] = ()
+    linked: bool = False   # found by matching the demographics (not by an identifier)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,13 +232,17 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
 
 def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                     demographics: Mapping[str, Any] | None = None, *,
-                    affinity_domain: str = "", now: dt.datetime | None = None) -> RecordResult:
+                    affinity_domain: str = "", now: dt.datetime | None = None,
+                    source: str = "", model: M.Model | None = None,
+                    matching: bool = True) -> RecordResult:
     """Record that ``identifiers`` name one person with ``demographics`` (merged into what is
     known, see :func:`merge_demographics`).
 
     The person is the one already holding the affinity-domain identifier, else the one holding
-    the first recorded identifier (if it has no other enterprise id), else a new person.  Identifiers not yet recorded are added to
-    it; identifiers recorded for a *different* person are left there and reported in
+    the first recorded identifier (if it has no other enterprise id), else — with ``matching``
+    — the person the demographics match (:func:`pix_pdq.linking.find_match` with ``model``,
+    decisions logged under ``source``), else a new person.  Identifiers not yet recorded are
+    added to it; identifiers recorded for a *different* person are left there and reported in
     :attr:`RecordResult.conflicts`.  Every identifier needs a value and a domain (ValueError).
     Concurrent writers may make the inserts fail with an IntegrityError: the caller retries its
     unit of work.
@@ -252,8 +262,14 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     anchor = [i for i in unique if affinity_domain and i.oid == affinity_domain]
     enterprise_id = anchor[0].value if anchor else None
     person_id = _choose_person(conn, unique, anchor, owners)
-    created = person_id is None
     demo_new = dict(demographics or {})
+    model = model or M.default_model()
+    match = None
+    if person_id is None and matching:
+        match = linking.find_match(conn, unique, linking.demographics_of(unique, demo_new),
+                                   model, affinity_domain)
+        person_id = match.person_id
+    created = person_id is None
     if created:
         demo = merge_demographics({}, demo_new)
         person_id = conn.execute(t_person.insert().values(
@@ -279,7 +295,18 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
             {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
              "domain_namespace": i.namespace, "domain_type": i.domain_type,
              "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
-    return RecordResult(person_id, created, tuple(added), tuple(conflicts))
+    if match is not None:
+        linking.record_decisions(conn, now=now, source=source, identifiers=unique,
+                                 person_id=person_id, result=match, model=model)
+    national = [i for i in unique if i.domain == RESIDENT_ID_OID]
+    if not national:
+        value = conn.execute(sa.select(t_id.c.value).where(
+            t_id.c.person_id == person_id, t_id.c.domain_oid == RESIDENT_ID_OID,
+            t_id.c.status == ACTIVE).limit(1)).scalar()
+        national = [Identifier(value, RESIDENT_ID_OID)] if value else []
+    linking.index_person(conn, person_id, linking.demographics_of(national, demo))
+    return RecordResult(person_id, created, tuple(added), tuple(conflicts),
+                        linked=match is not None and match.person_id is not None)
 
 
 __all__ = ["Identifier", "Person", "RecordResult", "is_known", "find_person", "get_person",

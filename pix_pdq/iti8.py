@@ -294,7 +294,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                 if stored is not None:
                     return _replay(ctx, msg, stored)
                 result = record_identity(conn, feed.identifiers, feed.demographics,
-                                         affinity_domain=affinity, now=ctx.now())
+                                         affinity_domain=affinity, now=ctx.now(),
+                                         source=f"ITI-8 {'|'.join(_sender(msg))}"[:256])
                 warnings = [
                     ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
                                 f"identifier {ident.cx} is recorded for another patient; "

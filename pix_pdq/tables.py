@@ -13,6 +13,15 @@ Feed now; PIX / PDQ, matching, linking and merging later).
   is ``ISO``) or, when the sender gave only a namespace, its namespace id (CX-4.1) with an empty
   ``domain_type``; ``domain_namespace`` is CX-4.1 as sent.  ``(domain_oid, value)`` is unique:
   one identifier, one person.  Cross-references (PIX) are identifiers sharing a person.
+- ``pix_block``: the blocking keys of every active person (:func:`pix_pdq.matching.blocking_keys`,
+  plus ``n:<name>`` for name frequencies): the candidates for a new identity are the persons
+  sharing a key, found through the primary key's index.
+- ``pix_match``: every matching decision — the incoming identity (source and identifiers), the
+  person it was compared with, the score, the per-field levels and weights, the thresholds and the
+  outcome (``link``, ``review``, ``new``; later ``unlink``, ``merge``) — the evidence and history of
+  each link.
+- ``pix_review``: potential duplicates between the two thresholds, waiting for a person to link
+  or reject them.
 - ``pix_feed_log``: every feed message by (sending application, sending facility, message control
   id) with the acknowledgement sent, so a message delivered twice is acknowledged again with the
   stored ACK and not applied twice (HL7 v2.5 2.10.1 sequence/duplicate handling; DESIGN.md
@@ -62,6 +71,43 @@ identifier = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, default=ACTIVE),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("domain_oid", "value", name="uq_pix_identifier_domain_value"),
+)
+
+block = sa.Table(
+    "pix_block", metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              primary_key=True, index=True),
+)
+
+match = sa.Table(
+    "pix_match", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(HD_LEN), nullable=False, default=""),  # e.g. ITI-8 HIS|协和医院
+    sa.Column("identifiers", sa.Text, nullable=False),                    # the CXs fed, ~-joined
+    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              index=True),                                              # where they went
+    sa.Column("candidate_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              index=True),                                              # compared with
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("evidence", JSON, nullable=False, default=dict),
+)
+
+review = sa.Table(
+    "pix_review", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("candidate_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("evidence", JSON, nullable=False, default=dict),
+    sa.Column("status", sa.String(16), nullable=False, default="pending", index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_by", sa.String(256)),
 )
 
 feed_log = sa.Table(

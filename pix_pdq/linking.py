@@ -1,0 +1,245 @@
+"""Linking an incoming identity to a person of the patient index: the cross-referencing a PIX
+Manager does when a Patient Identity Source feeds an identifier it has not seen (ITI TF-2a
+3.8.4.1.3 "the PIX Manager shall ... apply its linking policy"), with the probabilistic matching
+of :mod:`pix_pdq.matching`.
+
+For an identity whose identifiers the index does not know yet, :func:`find_match`:
+
+1. reads the identity's :class:`~pix_pdq.matching.Demographics` from the feed (name, sex, birth
+   date, the resident ID number — an identifier in the national domain 2.16.156.10011.1.3 or
+   PID-19 — phone and address);
+2. finds the candidate persons through the blocking keys stored in ``pix_block`` (at most
+   :data:`MAX_CANDIDATES`), so a feed costs the same whatever the size of the index;
+3. weighs each candidate (``name`` agreement weighted by how common the exact name is in the
+   index) and links to the best one above the upper threshold — unless that person already has
+   an identifier of the same source domain (one identity per domain per person: two numbers of
+   one hospital are joined only by an explicit merge) or a different enterprise identifier; such
+   a pair, and every pair between the thresholds, is queued in ``pix_review`` instead.
+
+Every comparison that ended in a link or a review is written to ``pix_match`` with its evidence
+(:func:`record_decisions`), so each link can be explained and undone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pix_pdq import matching as M
+from pix_pdq import names as N
+from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, parse as parse_resident_id
+from pix_pdq.tables import (ACTIVE, block as t_block, identifier as t_id, match as t_match,
+                            person as t_person, review as t_review)
+
+MAX_CANDIDATES = 200
+KEY_LEN = 160
+NAME_KEY = "n:"            # not a search key: counts persons by exact (normalized) name
+_TOTAL_TTL = 60.0          # seconds a count of active persons is reused
+
+
+# --------------------------------------------------------------------------------------------
+# demographics
+# --------------------------------------------------------------------------------------------
+
+def _primary_name(demo: Mapping[str, Any]) -> tuple[str, str]:
+    found = demo.get("names") or []
+    primary: Mapping[str, Any] = next((n for n in found if n.get("type") == "L"),
+                                      found[0] if found else {})
+    family, given = str(primary.get("family", "")), str(primary.get("given", ""))
+    if family and not given and N.is_chinese(family):
+        return N.split(family)       # 张三 sent whole in XPN-1
+    return family, given
+
+
+def _address(demo: Mapping[str, Any]) -> str:
+    for a in demo.get("addresses") or []:
+        parts = [a.get(k, "") for k in ("state", "city", "county", "street", "other")]
+        text = "".join(p for p in parts if p) if N.is_chinese("".join(parts)) else \
+            " ".join(p for p in parts if p)
+        if text:
+            return text
+    return ""
+
+
+def _phone(demo: Mapping[str, Any]) -> str:
+    for key in ("home_phones", "business_phones"):
+        for p in demo.get(key) or []:
+            if p.get("number"):
+                return str(p["number"])
+    return ""
+
+
+def resident_id_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> ResidentId | None:
+    """The resident ID number: an identifier of the national domain, else PID-19."""
+    for ident in identifiers:
+        if ident.domain == RESIDENT_ID_OID and ident.value:
+            return parse_resident_id(ident.value)
+    ssn = str(demo.get("ssn") or "").strip()
+    return parse_resident_id(ssn) if ssn else None
+
+
+def demographics_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> M.Demographics:
+    family, given = _primary_name(demo)
+    return M.Demographics(family=family, given=given, sex=str(demo.get("sex") or "")[:1],
+                          birth_date=str(demo.get("birth_time") or "")[:8],
+                          resident_id=resident_id_of(identifiers, demo), phone=_phone(demo),
+                          address=_address(demo))
+
+
+def keys_of(d: M.Demographics) -> list[str]:
+    keys = M.blocking_keys(d)
+    if d.full_name:
+        keys.append(NAME_KEY + d.full_name)
+    return [k[:KEY_LEN] for k in dict.fromkeys(keys)]
+
+
+def index_person(conn: Connection, person_id: int, d: M.Demographics) -> None:
+    """File ``person_id`` under the keys of ``d`` (replacing its previous keys)."""
+    conn.execute(t_block.delete().where(t_block.c.person_id == person_id))
+    keys = keys_of(d)
+    if keys:
+        conn.execute(t_block.insert(), [{"key": k, "person_id": person_id} for k in keys])
+
+
+# --------------------------------------------------------------------------------------------
+# candidates
+# --------------------------------------------------------------------------------------------
+
+_CANDIDATES = (sa.select(t_block.c.person_id).distinct()
+               .select_from(t_block.join(t_person, t_person.c.id == t_block.c.person_id))
+               .where(t_block.c.key.in_(sa.bindparam("keys", expanding=True)),
+                      t_person.c.status == ACTIVE)
+               .limit(MAX_CANDIDATES))
+_NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
+    t_block.c.key == sa.bindparam("key"))
+_TOTAL = sa.select(sa.func.count()).select_from(t_person).where(t_person.c.status == ACTIVE)
+_totals: dict[str, tuple[float, int]] = {}
+
+
+def _active_persons(conn: Connection) -> int:
+    url = str(conn.engine.url)
+    seen = _totals.get(url)
+    if seen is None or time.monotonic() - seen[0] > _TOTAL_TTL or seen[1] < 1000:
+        seen = (time.monotonic(), int(conn.execute(_TOTAL).scalar() or 0))
+        _totals[url] = seen
+    return seen[1]
+
+
+def name_share(conn: Connection, full_name: str) -> float | None:
+    """The share of active persons with this exact (normalized) name; None when unknown."""
+    if not full_name:
+        return None
+    total = _active_persons(conn)
+    if total <= 0:
+        return None
+    count = int(conn.execute(_NAME_COUNT, {"key": (NAME_KEY + full_name)[:KEY_LEN]}).scalar() or 0)
+    return max(count, 1) / max(total, 1)
+
+
+def _candidate_persons(conn: Connection, ids: Sequence[int]
+                       ) -> dict[int, tuple[M.Demographics, set[str], str | None]]:
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(t_person.c.id, t_person.c.demographics,
+                                  t_person.c.enterprise_id)
+                        .where(t_person.c.id.in_(list(ids)))).all()
+    idents: dict[int, list[Any]] = {}
+    for r in conn.execute(sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value)
+                          .where(t_id.c.person_id.in_(list(ids)), t_id.c.status == ACTIVE)):
+        idents.setdefault(r.person_id, []).append(r)
+    out = {}
+    for r in rows:
+        own = idents.get(r.id, [])
+        demo = dict(r.demographics or {})
+        out[r.id] = (demographics_of([_Ident(i.domain_oid, i.value) for i in own], demo),
+                     {i.domain_oid for i in own}, r.enterprise_id)
+    return out
+
+
+@dataclass(frozen=True)
+class _Ident:
+    domain: str
+    value: str
+
+
+# --------------------------------------------------------------------------------------------
+# matching
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class MatchResult:
+    """``person_id``: the person to link to (None: a new person); ``decision`` the winning
+    comparison; ``reviews``: (candidate person, decision) pairs for the review queue;
+    ``compared``: how many candidates were weighed."""
+
+    person_id: int | None = None
+    decision: M.Decision | None = None
+    reviews: list[tuple[int, M.Decision]] = field(default_factory=list)
+    compared: int = 0
+
+
+def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
+               model: M.Model, affinity_domain: str = "") -> MatchResult:
+    """See the module docstring (steps 2 and 3)."""
+    keys = [k for k in keys_of(d) if not k.startswith(NAME_KEY)]
+    if not keys:
+        return MatchResult()
+    ids = list(conn.execute(_CANDIDATES, {"keys": keys}).scalars())
+    persons = _candidate_persons(conn, ids)
+    share = name_share(conn, d.full_name)
+    domains = {i.domain for i in identifiers}
+    enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}
+    result = MatchResult(compared=len(persons))
+    for pid, (cd, their_domains, eid) in sorted(persons.items()):
+        dec = M.decide(model, d, cd, lambda _name: share)
+        barred = bool(domains & their_domains) or bool(enterprise and eid and
+                                                       eid not in enterprise)
+        if dec.outcome == "link" and not barred:
+            if result.decision is None or dec.score > result.decision.score:
+                if result.person_id is not None:
+                    result.reviews.append((result.person_id, result.decision))
+                result.person_id, result.decision = pid, dec
+            else:
+                result.reviews.append((pid, dec))
+        elif dec.outcome in ("link", "review"):
+            result.reviews.append((pid, dec))
+    return result
+
+
+def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
+                     identifiers: Sequence[Any], person_id: int, result: MatchResult,
+                     model: M.Model) -> None:
+    """Write the link (or the new person) and the review pairs of ``result`` to ``pix_match``
+    and queue the review pairs in ``pix_review``."""
+    cx = "~".join(i.cx for i in identifiers)[:4000]
+    thresholds = {"upper": model.upper, "lower": model.lower}
+    rows = []
+    if result.decision is not None:
+        rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
+                     "candidate_id": result.person_id, "outcome": "link",
+                     "score": result.decision.score,
+                     "evidence": {**result.decision.evidence(), "thresholds": thresholds}})
+    else:
+        rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
+                     "candidate_id": None, "outcome": "new", "score": None,
+                     "evidence": {"compared": result.compared, "thresholds": thresholds}})
+    for cand, dec in result.reviews:
+        if cand == person_id:
+            continue
+        rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
+                     "candidate_id": cand, "outcome": "review", "score": dec.score,
+                     "evidence": {**dec.evidence(), "thresholds": thresholds}})
+    conn.execute(t_match.insert(), rows)
+    queue = [{"person_id": person_id, "candidate_id": cand, "score": dec.score,
+              "evidence": dec.evidence(), "status": "pending", "created_at": now}
+             for cand, dec in result.reviews if cand != person_id]
+    if queue:
+        conn.execute(t_review.insert(), queue)
+
+
+__all__ = ["MAX_CANDIDATES", "MatchResult", "demographics_of", "find_match", "index_person",
+           "keys_of", "name_share", "record_decisions", "resident_id_of"]

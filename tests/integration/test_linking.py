@@ -1,0 +1,123 @@
+"""Matching identities into the patient index, on SQLite and PostgreSQL: a person registered at
+two hospitals (homophone name, legacy 15-digit ID number in PID-19) becomes one person with both
+hospitals' numbers; a namesake born the same day with another ID number stays a stranger; an
+uncertain pair is a new person queued for review; a second number from the same hospital is
+never linked automatically; every decision is logged with its evidence."""
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from pix_pdq import tables as T
+from pix_pdq.index import Identifier, get_person, record_identity
+from pix_pdq.resident_id import RESIDENT_ID_OID, make
+
+XIEHE = "1.2.156.112604.1.5.1"      # 协和医院 patient numbers
+TIANTAN = "1.2.156.112604.1.5.2"    # 天坛医院 patient numbers
+ZHANG_SAN_ID = make("11010519900307123")
+NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.timezone.utc)
+
+
+def demo(family="张三", given="", birth="19900307", sex="M", phone="13801234567",
+         address=("北京市", "朝阳区", "建国路88号"), ssn=None) -> dict:
+    out = {"names": [{"family": family, "given": given}] if given else [{"family": family}],
+           "birth_time": birth, "sex": sex}
+    if phone:
+        out["home_phones"] = [{"number": phone}]
+    if address:
+        out["addresses"] = [{"state": address[0], "county": address[1], "street": address[2]}]
+    if ssn:
+        out["ssn"] = ssn
+    return out
+
+
+def feed(db, identifiers, demographics, source="ITI-8 HIS|协和医院"):
+    with db.begin() as conn:
+        return record_identity(conn, identifiers, demographics, now=NOW, source=source)
+
+
+def rows(db, table, **where):
+    with db.read() as conn:
+        q = sa.select(table)
+        for k, v in where.items():
+            q = q.where(table.c[k] == v)
+        return conn.execute(q).all()
+
+
+def test_one_person_registered_at_two_hospitals_is_linked(database):
+    first = feed(database, [Identifier("MR0001", XIEHE), Identifier(ZHANG_SAN_ID, RESIDENT_ID_OID)],
+                 demo())
+    assert first.created and not first.linked
+    second = feed(database, [Identifier("TT778899", TIANTAN)],
+                  demo(family="章三", phone="+86 138 0123 4567",
+                       address=("", "朝阳区", "建国路88号"), ssn="110105900307123"),
+                  source="ITI-8 HIS|天坛医院")
+    assert second.linked and not second.created and second.person_id == first.person_id
+    with database.read() as conn:
+        person = get_person(conn, first.person_id)
+    assert {(i.domain, i.value) for i in person.identifiers} >= {(XIEHE, "MR0001"),
+                                                                 (TIANTAN, "TT778899")}
+    link = rows(database, T.match, outcome="link")
+    assert len(link) == 1 and link[0].candidate_id == first.person_id
+    evidence = link[0].evidence
+    assert evidence["fields"]["name"]["level"] == "homophone"
+    assert evidence["fields"]["resident_id"]["level"] == "exact"  # the legacy number upgraded
+    assert evidence["thresholds"]["upper"] > evidence["thresholds"]["lower"]
+    assert link[0].source == "ITI-8 HIS|天坛医院"
+
+
+def test_namesake_born_the_same_day_is_another_person(database):
+    zhang_wei = feed(database, [Identifier("MR0002", XIEHE),
+                                Identifier(make("11010519900307151"), RESIDENT_ID_OID)],
+                     demo(family="张伟"))
+    other = feed(database, [Identifier("TT000315", TIANTAN)],
+                 demo(family="张伟", phone="13705556666", address=("江苏省", "南京市鼓楼区", "中山路1号"),
+                      ssn=make("32010219900307173")))
+    assert other.created and other.person_id != zhang_wei.person_id
+    assert not rows(database, T.review)
+    (decision,) = rows(database, T.match, person_id=other.person_id)
+    assert decision.outcome == "new" and decision.evidence["compared"] >= 1
+
+
+def test_uncertain_pair_becomes_a_new_person_queued_for_review(database):
+    known = feed(database, [Identifier("MR0003", XIEHE)], demo(phone="", address=None))
+    maybe = feed(database, [Identifier("TT000001", TIANTAN)],
+                 demo(family="章三", birth="19900308", phone="", address=None))
+    assert maybe.created and maybe.person_id != known.person_id
+    (queued,) = rows(database, T.review)
+    assert (queued.person_id, queued.candidate_id, queued.status) == (
+        maybe.person_id, known.person_id, "pending")
+    assert queued.evidence["fields"]["birth_date"]["level"] == "close"
+    assert [r.outcome for r in rows(database, T.match, person_id=maybe.person_id)] \
+        == ["new", "review"]
+
+
+def test_a_hospital_number_never_joins_a_person_of_that_hospital(database):
+    """One identity per source domain per person: a second 协和 number for the same
+    demographics is a potential duplicate for review, not a link (that is a merge's job)."""
+    first = feed(database, [Identifier("MR0004", XIEHE)], demo())
+    again = feed(database, [Identifier("MR0005", XIEHE)], demo())
+    assert again.created and again.person_id != first.person_id
+    (queued,) = rows(database, T.review)
+    assert queued.candidate_id == first.person_id and queued.evidence["outcome"] == "link"
+
+
+def test_persons_are_filed_under_their_blocking_keys(database):
+    person = feed(database, [Identifier("MR0006", XIEHE),
+                             Identifier(ZHANG_SAN_ID, RESIDENT_ID_OID)], demo())
+    keys = {r.key for r in rows(database, T.block, person_id=person.person_id)}
+    assert f"id:{ZHANG_SAN_ID}" in keys and "n:张三" in keys and "bd:19900307" in keys
+    # an update that changes the birth date re-files the person
+    feed(database, [Identifier("MR0006", XIEHE)], {"birth_time": "19900308"})
+    keys = {r.key for r in rows(database, T.block, person_id=person.person_id)}
+    assert "bd:19900308" in keys and "bd:19900307" not in keys
+    assert f"id:{ZHANG_SAN_ID}" in keys  # the national identifier is still the person's
+
+
+def test_matching_can_be_turned_off(database):
+    feed(database, [Identifier("MR0007", XIEHE)], demo())
+    with database.begin() as conn:
+        again = record_identity(conn, [Identifier("TT000007", TIANTAN)], demo(), now=NOW,
+                                matching=False)
+    assert again.created and not again.linked
