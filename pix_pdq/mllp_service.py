@@ -1,5 +1,5 @@
 """The HL7 v2 listener of the patient index: MLLP (HL7 v2.5 Appendix C; ITI TF-2x C.2.1)
-bound to the ITI-8 Patient Identity Feed (ITI TF-2a 3.8).
+bound to the ITI-8 Patient Identity Feed (ITI TF-2a 3.8) and the ITI-9 PIX Query (3.9).
 
 A transport only: decode (:func:`hie.hl7v2.parse`), dispatch on MSH-9 through :data:`DISPATCH`,
 call the transaction handler with a :class:`~hie.context.Context`, encode its ACK.  A message that
@@ -19,17 +19,18 @@ from hie.context import MAJOR_FAILURE, SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import Hl7ParseError, Message, ack_for_error, parse, parse_header
 from hie.mllp import DEFAULT_MAX_FRAME, MllpServer
-from hie.transactions import ITI_8, Transaction
-from pix_pdq import iti8
+from hie.transactions import ITI_8, ITI_9, Transaction
+from pix_pdq import iti8, iti9
 
 log = logging.getLogger("pix_pdq.mllp")
 
 HandlerFn = Callable[[Context, Message, bytes], Message]
 
 # MSH-9.1 -> (transaction, handler).  Message types not listed go to ITI-8, which answers them
-# with ERR 200 (later issues add QBP^Q23 for ITI-9 and QBP^Q22 for ITI-21 here).
+# with ERR 200 (QBP^Q22 for ITI-21 joins ITI-9 under QBP).
 DISPATCH: dict[str, tuple[Transaction, HandlerFn]] = {
     "ADT": (ITI_8, iti8.handle),
+    "QBP": (ITI_9, iti9.handle),
 }
 DEFAULT_ROUTE = DISPATCH["ADT"]
 

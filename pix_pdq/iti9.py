@@ -1,0 +1,186 @@
+"""PIX Query [ITI-9], HL7 v2.5 profile, PIX Manager side (ITI TF-2a 3.9).
+
+Request QBP^Q23^QBP_Q21 (3.9.4.1.2): MSH, QPD, RCP.  QPD-1 is the message query name
+``IHE PIX Query``, QPD-2 the query tag, QPD-3 the patient identifier (CX with its assigning
+authority), QPD-4 (repeating) the domains whose identifiers are wanted (only CX-4 valued; empty:
+every domain).  RCP-1 query priority ``I`` (immediate).
+
+Response RSP^K23^RSP_K23 (3.9.4.2.2): MSH, MSA, [ERR], QAK, QPD (the request's, echoed), [PID].
+The expected actions (3.9.4.2.2.6):
+
+- the identifier is known and the person has identifiers in the wanted domains (or, with no
+  QPD-4, any identifier besides the one asked about): MSA-1 ``AA``, QAK-2 ``OK``, one PID whose
+  PID-3 lists them and whose PID-5 is a single space (names differ between domains);
+- the identifier is known but the person has none in the wanted domains: ``AA`` / ``NF``, no PID;
+- the assigning authority of QPD-3 is not a domain of the index: ``AE`` / ``AE`` with ERR-2
+  ``QPD^1^3^1^4`` and ERR-3 204 (unknown key identifier); the identifier is not known in a known
+  domain: the same with ERR-2 ``QPD^1^3^1^1``;
+- a domain of QPD-4 is not known: ``AE`` / ``AE``, ERR-2 ``QPD^1^4^<repetition>``, 204.
+
+A malformed query (no QPD, wrong query name, no QPD-3 value) is answered ``AE`` with ERR 101/100;
+a wrong version or processing id ``AR``.  Only active identifiers of active persons count.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hie.context import SERIOUS_FAILURE, Context
+from hie.errors import HL7, Hl7Error
+from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, ack_for_error, build_ack
+from pix_pdq.index import Identifier
+from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
+from pix_pdq.resident_id import RESIDENT_ID_OID
+from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
+
+QUERY_NAME = "IHE PIX Query"
+
+
+def check_query(msg: Message) -> tuple[str, Identifier, list[Identifier]]:
+    """(query tag, the identifier asked about, the wanted domains); raises :class:`Hl7Error`."""
+    if msg.version not in SUPPORTED_VERSIONS:
+        raise Hl7Error("AR", HL7.UNSUPPORTED_VERSION_ID,
+                       f"unsupported HL7 version {msg.version!r} (MSH-12)", "MSH^1^12")
+    if msg.processing_id not in PROCESSING_IDS:
+        raise Hl7Error("AR", HL7.UNSUPPORTED_PROCESSING_ID,
+                       f"unsupported processing id {msg.processing_id!r} (MSH-11)", "MSH^1^11")
+    if msg.trigger_event != "Q23":
+        raise Hl7Error("AE", HL7.UNSUPPORTED_EVENT_CODE,
+                       f"unsupported event QBP^{msg.trigger_event}; the PIX Manager answers "
+                       "QBP^Q23", "MSH^1^9^1^2")
+    if not msg.control_id:
+        raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING, "MSH-10 message control id is missing",
+                       "MSH^1^10")
+    qpd = msg.segment("QPD")
+    if qpd is None:
+        raise Hl7Error("AE", HL7.SEGMENT_SEQUENCE_ERROR, "the QPD segment is missing", "QPD")
+    name = qpd.value(1, comp=2) or qpd.value(1)
+    if QUERY_NAME.lower() not in (qpd.value(1).lower(), name.lower()):
+        raise Hl7Error("AE", HL7.TABLE_VALUE_NOT_FOUND,
+                       f"QPD-1 message query name must be {QUERY_NAME!r}", "QPD^1^1")
+    asked = Identifier.from_field(qpd[3])
+    if not asked.value:
+        raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING, "QPD-3 has no identifier (CX-1)",
+                       "QPD^1^3^1^1")
+    if not asked.domain:
+        raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING,
+                       "QPD-3 has no assigning authority (CX-4)", "QPD^1^3^1^4")
+    wanted = [Identifier.from_field(qpd[4], rep) for rep in range(1, len(qpd[4].reps) + 1)]
+    return qpd.value(2), asked, wanted
+
+
+def known_domains(conn: Connection, domains: set[str], affinity_domain: str) -> set[str]:
+    """Those of ``domains`` the index knows (its identifiers' domains, the affinity domain and
+    the national resident-ID domain)."""
+    fixed = {d for d in (affinity_domain, RESIDENT_ID_OID) if d}
+    rest = sorted(domains - fixed)
+    found = set(conn.execute(sa.select(t_id.c.domain_oid).distinct()
+                             .where(t_id.c.domain_oid.in_(rest))).scalars()) if rest else set()
+    return (domains & fixed) | found
+
+
+_PERSON_OF = (sa.select(t_id.c.person_id)
+              .select_from(t_id.join(t_person, t_person.c.id == t_id.c.person_id))
+              .where(t_id.c.domain_oid == sa.bindparam("domain"),
+                     t_id.c.value == sa.bindparam("value"),
+                     t_id.c.status == ACTIVE, t_person.c.status == ACTIVE))
+_IDENTIFIERS_OF = (sa.select(t_id.c.value, t_id.c.domain_oid, t_id.c.domain_namespace,
+                             t_id.c.domain_type, t_id.c.id_type)
+                   .where(t_id.c.person_id == sa.bindparam("person"), t_id.c.status == ACTIVE)
+                   .order_by(t_id.c.id))
+
+
+def cross_references(conn: Connection, asked: Identifier) -> list[Identifier] | None:
+    """Every active identifier of the person holding ``asked`` (None: not known)."""
+    person = conn.execute(_PERSON_OF, {"domain": asked.domain, "value": asked.value}).scalar()
+    if person is None:
+        return None
+    out = []
+    for r in conn.execute(_IDENTIFIERS_OF, {"person": person}):
+        namespace_only = not r.domain_type and r.domain_oid == r.domain_namespace
+        out.append(Identifier(r.value, "" if namespace_only else r.domain_oid,
+                              r.domain_namespace, r.domain_type, r.id_type))
+    return out
+
+
+def _response(ctx: Context, msg: Message, ack_code: str, status: str,
+              errors: list[ErrorDetail], pid: list[Identifier] | None, tag: str) -> Message:
+    rsp = build_ack(msg, ack_code, errors, sending_application=msg.msh[5] or "HIE",
+                    timestamp=ctx.now())
+    rsp.segments[0][9] = ("RSP", "K23", "RSP_K23")
+    rsp.segments.append(Segment.of("QAK", {1: tag or None, 2: status}))
+    qpd = msg.segment("QPD")
+    if qpd is not None:
+        rsp.segments.append(qpd)
+    if pid:
+        rsp.segments.append(Segment.of("PID", {
+            3: Repeat([_cx(i) for i in pid]),
+            5: " "}))
+    return rsp
+
+
+def _cx(i: Identifier) -> tuple:
+    return (i.value, None, None, (i.namespace, i.oid, i.oid_type) if i.domain else None,
+            i.id_type or None)
+
+
+def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
+    """Answer one QBP^Q23 (see the module docstring)."""
+    ctx.message_id = msg.control_id or None
+    ctx.extra["message_type"] = f"{msg.message_type}^{msg.trigger_event}"
+    try:
+        tag, asked, wanted = check_query(msg)
+    except Hl7Error as err:
+        ctx.fail(SERIOUS_FAILURE, err.text)
+        rsp = ack_for_error(msg, err, sending_application=msg.msh[5] or "HIE",
+                            timestamp=ctx.now())
+        if msg.message_type == "QBP":
+            rsp.segments[0][9] = ("RSP", "K23", "RSP_K23")
+            rsp.segments.append(Segment.of("QAK", {1: _tag(msg), 2: err.ack_code}))
+            if msg.segment("QPD") is not None:
+                rsp.segments.append(msg.segment("QPD"))
+        return rsp
+    ctx.note(asked.cx)
+    affinity = ctx.settings.affinity_domain
+    with ctx.db.read() as conn:
+        domains = {asked.domain} | {w.domain for w in wanted if w.domain}
+        known = known_domains(conn, domains, affinity)
+        errors = []
+        if asked.domain not in known:
+            errors.append(ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                                      f"assigning authority {asked.domain} is not a domain of "
+                                      "this PIX Manager", "QPD^1^3^1^4"))
+        for rep, w in enumerate(wanted, start=1):
+            if not w.domain or w.domain not in known:
+                errors.append(ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                                          f"what-domain {w.domain or '(empty)'} is not a domain "
+                                          "of this PIX Manager", f"QPD^1^4^{rep}"))
+        if errors:
+            ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
+            return _response(ctx, msg, "AE", "AE", errors, None, tag)
+        found = cross_references(conn, asked)
+    if found is None:
+        err = ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                          f"patient identifier {asked.value} is not known in domain "
+                          f"{asked.domain}", "QPD^1^3^1^1")
+        ctx.fail(SERIOUS_FAILURE, err.text)
+        return _response(ctx, msg, "AE", "AE", [err], None, tag)
+    want = {w.domain for w in wanted}
+    if want:
+        result = [i for i in found if i.domain in want]
+    else:
+        result = [i for i in found if (i.domain, i.value) != (asked.domain, asked.value)]
+    ctx.note(None, [i.cx for i in result])
+    if not result:
+        return _response(ctx, msg, "AA", "NF", [], None, tag)
+    return _response(ctx, msg, "AA", "OK", [], result, tag)
+
+
+def _tag(msg: Message) -> Any:
+    qpd = msg.segment("QPD")
+    return (qpd.value(2) or None) if qpd is not None else None
+
+
+__all__ = ["QUERY_NAME", "check_query", "cross_references", "handle", "known_domains"]
