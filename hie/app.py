@@ -82,7 +82,9 @@ def create_app(node: Node) -> Starlette:
         return PlainTextResponse(node.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    from pix_pdq import admin as mpi_admin
     routes: list = [Route("/healthz", healthz), Route("/metrics", metrics)]
+    routes.extend(mpi_admin.routes(node))
     if node.settings.bench_endpoints:
         routes.extend(bench_routes())
     for service in soap_services(node):
