@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from pix_pdq import matching as M
 from pix_pdq import names as N
-from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, parse as parse_resident_id
+from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, foreign, parse as parse_resident_id
 from pix_pdq.tables import (ACTIVE, block as t_block, identifier as t_id, match as t_match,
                             person as t_person, review as t_review)
 
@@ -74,12 +74,17 @@ def _phone(demo: Mapping[str, Any]) -> str:
 
 
 def resident_id_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> ResidentId | None:
-    """The resident ID number: an identifier of the national domain, else PID-19."""
+    """The national identification number: an identifier of the resident-ID domain, else PID-19
+    (HL7 "SSN number"; Chinese sites put the resident ID there) — read as a GB 11643 number
+    when it has 15 or 18 characters, else as another scheme's number (:func:`foreign`)."""
     for ident in identifiers:
         if ident.domain == RESIDENT_ID_OID and ident.value:
             return parse_resident_id(ident.value)
     ssn = str(demo.get("ssn") or "").strip()
-    return parse_resident_id(ssn) if ssn else None
+    if not ssn:
+        return None
+    rid = parse_resident_id(ssn)
+    return rid if rid.valid or len(rid.number) in (15, 18) else foreign(ssn)
 
 
 def demographics_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> M.Demographics:

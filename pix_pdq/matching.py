@@ -407,8 +407,9 @@ def decide(model: Model, a: Demographics, b: Demographics,
         vector["name"] == "exact" else None
     weights = model.weights(vector, freq)
     score = sum(weights.values())
-    if vector["resident_id"] == "different" and a.resident_id is not None \
-            and b.resident_id is not None and a.resident_id.checked and b.resident_id.checked:
+    ra, rb = a.resident_id, b.resident_id
+    if vector["resident_id"] == "different" and ra is not None and rb is not None \
+            and ra.valid and rb.valid and ra.checked and rb.checked:
         return Decision("new", score, vector, weights, vetoed=True)
     return Decision(model.decide(score), score, vector, weights)
 

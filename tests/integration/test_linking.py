@@ -121,3 +121,15 @@ def test_matching_can_be_turned_off(database):
         again = record_identity(conn, [Identifier("TT000007", TIANTAN)], demo(), now=NOW,
                                 matching=False)
     assert again.created and not again.linked
+
+
+def test_pid19_of_another_scheme_is_a_foreign_number(database):
+    """PID-19 with a number that is not GB 11643-shaped (a social-security number) is compared
+    as another scheme's number: equal numbers agree, and different ones never veto."""
+    from pix_pdq.linking import resident_id_of
+    rid = resident_id_of([], {"ssn": "5304218"})
+    assert rid.valid and not rid.checked and rid.number == "5304218"
+    gb = resident_id_of([], {"ssn": ZHANG_SAN_ID})
+    assert gb.valid and gb.checked
+    mistyped = resident_id_of([], {"ssn": ZHANG_SAN_ID[:17] + "0"})
+    assert not mistyped.valid and mistyped.checked  # a GB number with a wrong check character

@@ -198,6 +198,18 @@ def test_same_person_links_and_namesake_born_the_same_day_does_not():
     assert no_ids.outcome in ("review", "new") and not no_ids.vetoed
 
 
+def test_only_two_valid_numbers_veto():
+    """A number with a wrong check character that differs in several places is weighed as a
+    disagreement, not taken as proof of two people."""
+    model = M.default_model()
+    a = demo()
+    b = demo(rid=ZHANG_SAN_ID[:12] + "99999" + ("0" if ZHANG_SAN_ID[17] != "0" else "1"))
+    assert not R.parse(b.resident_id.raw).valid
+    d = M.decide(model, a, b)
+    assert d.levels["resident_id"] == "different" and not d.vetoed
+    assert d.outcome == "link", d.evidence()  # everything else agrees
+
+
 def test_a_rare_name_weighs_more_than_a_common_one():
     model = M.default_model()
     v = {"name": "exact"}
