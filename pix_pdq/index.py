@@ -230,6 +230,22 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
     return None
 
 
+class InvalidIdentity(ValueError):
+    """The identifiers sent cannot identify a patient (ITI-8 answers AE)."""
+
+
+def national_identifier(ident: Identifier) -> tuple[Identifier | None, str]:
+    """A resident ID number (domain 2.16.156.10011.1.3) as the index keeps it: a valid number in
+    its normalized 18-character form (a legacy 15-digit number upgraded, so both forms name one
+    identifier); an invalid one is not an identifier (None) — its text is returned to be kept as
+    data for matching (GB 11643: the check character exists to catch mistyped numbers)."""
+    from pix_pdq.resident_id import parse as parse_resident_id
+    rid = parse_resident_id(ident.value)
+    if not rid.valid:
+        return None, ident.value
+    return Identifier(rid.number, ident.oid, ident.namespace, ident.oid_type, ident.id_type), ""
+
+
 def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                     demographics: Mapping[str, Any] | None = None, *,
                     affinity_domain: str = "", now: dt.datetime | None = None,
@@ -250,19 +266,25 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     now = now or dt.datetime.now(dt.timezone.utc)
     unique: list[Identifier] = []
     seen: set[tuple[str, str]] = set()
+    demo_new = dict(demographics or {})
     for ident in identifiers:
         if not ident.value or not ident.domain:
             raise ValueError(f"identifier without value or assigning authority: {ident.cx}")
+        if ident.domain == RESIDENT_ID_OID:
+            ident, unverified = national_identifier(ident)
+            if ident is None:   # kept as data for matching, never as a key
+                demo_new.setdefault("resident_id_unverified", unverified)
+                continue
         if (ident.domain, ident.value) not in seen:
             seen.add((ident.domain, ident.value))
             unique.append(ident)
     if not unique:
-        raise ValueError("record_identity needs at least one identifier")
+        raise InvalidIdentity("no usable patient identifier: a resident ID number that fails "
+                              "its GB 11643 check cannot identify a patient by itself")
     owners = _lookup(conn, unique)
     anchor = [i for i in unique if affinity_domain and i.oid == affinity_domain]
     enterprise_id = anchor[0].value if anchor else None
     person_id = _choose_person(conn, unique, anchor, owners)
-    demo_new = dict(demographics or {})
     model = model or M.default_model()
     match = None
     if person_id is None and matching:
@@ -309,5 +331,6 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                         linked=match is not None and match.person_id is not None)
 
 
-__all__ = ["Identifier", "Person", "RecordResult", "is_known", "find_person", "get_person",
+__all__ = ["Identifier", "InvalidIdentity", "Person", "RecordResult", "is_known", "find_person",
+           "get_person", "national_identifier",
            "record_identity", "merge_demographics", "display_name"]

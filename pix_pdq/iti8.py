@@ -32,7 +32,8 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.index import Identifier, record_identity
+from pix_pdq.index import Identifier, national_identifier, record_identity
+from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
 
 log = logging.getLogger("pix_pdq.iti8")
@@ -200,6 +201,12 @@ def feed_from_message(msg: Message) -> Feed:
             raise Hl7Error("AE", HL7.DATA_TYPE_ERROR,
                            f"PID-3 repetition {rep} is too long", f"PID^1^3^{rep}")
         identifiers.append(ident)
+    if all(national_identifier(i)[0] is None for i in identifiers
+           if i.domain == RESIDENT_ID_OID) and all(i.domain == RESIDENT_ID_OID
+                                                    for i in identifiers):
+        raise Hl7Error("AE", HL7.DATA_TYPE_ERROR,
+                       "PID-3 holds only a resident ID number that fails its GB 11643 check "
+                       "character: it cannot identify the patient", "PID^1^3^1^1")
     return Feed(msg.trigger_event, tuple(identifiers), demographics_from_pid(pid))
 
 

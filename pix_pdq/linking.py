@@ -75,12 +75,13 @@ def _phone(demo: Mapping[str, Any]) -> str:
 
 def resident_id_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> ResidentId | None:
     """The national identification number: an identifier of the resident-ID domain, else PID-19
-    (HL7 "SSN number"; Chinese sites put the resident ID there) — read as a GB 11643 number
+    (HL7 "SSN number"; Chinese sites put the resident ID there), else a resident ID sent as an
+    identifier but refused as one (``resident_id_unverified``) — read as a GB 11643 number
     when it has 15 or 18 characters, else as another scheme's number (:func:`foreign`)."""
     for ident in identifiers:
         if ident.domain == RESIDENT_ID_OID and ident.value:
             return parse_resident_id(ident.value)
-    ssn = str(demo.get("ssn") or "").strip()
+    ssn = str(demo.get("ssn") or demo.get("resident_id_unverified") or "").strip()
     if not ssn:
         return None
     rid = parse_resident_id(ssn)

@@ -123,3 +123,33 @@ def test_malformed_queries_get_their_error(mllp, text, ack, code):
     rsp = send(mllp, text)
     assert rsp.get("MSA-1") == ack and rsp.segment("ERR").value(3) == code
     assert rsp.message_type == "RSP" and rsp.get("QAK-2") == ack
+
+
+def test_legacy_and_18_character_numbers_are_one_identifier(mllp, aff):
+    """A resident ID sent as a PID-3 identifier is kept in its 18-character form: the legacy
+    15-digit number from another hospital names the same identifier, hence the same person."""
+    number = make("11010519800101147")
+    send(mllp, adt(aff, mrn="XH0010", eid=None,
+                   pid3=f"XH0010^^^HIS&{HIS_OID}&ISO^MR~{number}^^^&{RESIDENT_ID_OID}&ISO^NI"))
+    legacy = number[:6] + number[8:17]
+    ack = send(mllp, tiantan_feed(aff, control_id="T0010", eid=None, mrn="", name="李^四",
+                                  pid3=f"TT0010^^^TT&{TIANTAN_OID}&ISO^MR~"
+                                       f"{legacy}^^^&{RESIDENT_ID_OID}&ISO^NI"))
+    assert ack.get("MSA-1") == "AA"
+    rsp = send(mllp, qbp(f"{legacy}^^^&{RESIDENT_ID_OID}&ISO"))
+    assert (rsp.get("MSA-1"), rsp.get("QAK-2")) == ("AE", "AE")  # not kept in that form
+    rsp = send(mllp, qbp(f"{number}^^^&{RESIDENT_ID_OID}&ISO"))
+    assert pid3(rsp) == {("XH0010", HIS_OID), ("TT0010", TIANTAN_OID)}
+
+
+def test_a_mistyped_resident_id_is_no_identifier(mllp, aff):
+    bad = make("11010519800101163")[:17] + "0"
+    if bad == make("11010519800101163"):
+        bad = bad[:17] + "1"
+    ack = send(mllp, adt(aff, mrn="", eid=None, pid3=f"{bad}^^^&{RESIDENT_ID_OID}&ISO^NI"))
+    assert ack.get("MSA-1") == "AE" and ack.segment("ERR").value(3) == "102"
+    ack = send(mllp, adt(aff, control_id="C0011", mrn="XH0011", eid=None,
+                         pid3=f"XH0011^^^HIS&{HIS_OID}&ISO^MR~{bad}^^^&{RESIDENT_ID_OID}&ISO^NI"))
+    assert ack.get("MSA-1") == "AA"   # recorded under the hospital number only
+    rsp = send(mllp, qbp(f"XH0011^^^HIS&{HIS_OID}&ISO"))
+    assert (rsp.get("MSA-1"), rsp.get("QAK-2")) == ("AA", "NF")
