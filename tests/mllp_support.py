@@ -10,19 +10,12 @@ import threading
 from typing import Awaitable, Callable
 
 from hie.mllp import MllpDecoder, MllpError, frame
-
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def gb11643_check(body17: str) -> str:
-    """The 18th character of a resident identity number (GB 11643-1999, ISO 7064 MOD 11-2)."""
-    total = sum(int(c) * w for c, w in zip(body17, _WEIGHTS))
-    return "10X98765432"[total % 11]
+from pix_pdq.resident_id import make
 
 
 def resident_id(region: str = "110101", birth: str = "19800101", seq: str = "001") -> str:
-    body = region + birth + seq
-    return body + gb11643_check(body)
+    """A valid resident ID number (GB 11643-1999) for test data."""
+    return make(region + birth + seq)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,8 @@ from typing import Iterable, Sequence
 
 from lxml import etree
 
+from pix_pdq.resident_id import make
+
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
 RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
@@ -84,11 +86,7 @@ UID_ROOT = HOSPITAL_OID + ".20"
 
 def gb11643(body17: str) -> str:
     """An 18-character 居民身份证号 with its GB 11643-1999 check character."""
-    if len(body17) != 17 or not body17.isdigit():
-        raise ValueError("need 17 digits")
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    s = sum(int(c) * w for c, w in zip(body17, weights))
-    return body17 + "10X98765432"[s % 11]
+    return make(body17)
 
 
 @dataclass(frozen=True)
