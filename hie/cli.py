@@ -4,6 +4,8 @@
     hie db upgrade|current     apply / show the schema migrations
     hie config                 print the effective settings
     hie outbox status|retry    inspect the durable outbox, re-queue dead messages
+    hie mpi estimate [--relink]
+                               estimate the patient index's matching model from its feeds
 """
 from __future__ import annotations
 
@@ -73,6 +75,30 @@ def cmd_outbox(args) -> int:
     return 0
 
 
+def cmd_mpi(args) -> int:
+    import datetime as dt
+
+    from hie.node import Node
+    from pix_pdq import estimation
+    settings = _settings(args)
+    node = Node(settings)
+    try:
+        with node.db.begin() as conn:
+            model, n = estimation.estimate_model(conn, estimation.load_model(settings.data_dir))
+            if not n:
+                print("no comparison vectors yet: feed identities first")
+                return 1
+            path = estimation.save_model(settings.data_dir, model)
+            print(f"estimated from {n} comparison vector(s): prior {model.prior:.4f}, "
+                  f"link >= {model.upper:.2f}, review >= {model.lower:.2f}; saved to {path}")
+            if args.relink:
+                merged = estimation.relink(conn, model, dt.datetime.now(dt.timezone.utc))
+                print(f"relinked {merged} person(s)")
+    finally:
+        node.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hie", description="HIE node: health information exchange "
                                 "server (XDS.b registry and repository, PIX/PDQ, ...)")
@@ -89,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("outbox", help="durable outbox: status, retry dead messages")
     o.add_argument("action", choices=["status", "retry"])
     o.set_defaults(func=cmd_outbox)
+    m = sub.add_parser("mpi", help="patient index: estimate the matching model from the feeds")
+    m.add_argument("action", choices=["estimate"])
+    m.add_argument("--relink", action="store_true",
+                   help="then weigh persons left alone again and merge those that now match")
+    m.set_defaults(func=cmd_mpi)
     return p
 
 

@@ -30,8 +30,8 @@ from starlette.routing import Route
 from pix_pdq import linking
 from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
-from pix_pdq.tables import (ACTIVE, MERGED, identifier as t_id, match as t_match,
-                            person as t_person, review as t_review)
+from pix_pdq.tables import identifier as t_id, match as t_match, person as t_person, \
+    review as t_review
 
 LIMIT = 50
 
@@ -145,22 +145,10 @@ def decide(conn: Connection, review_id: int, verdict: str, user: str,
 
 
 def _merge(conn: Connection, subsumed: int, survivor: int, now: dt.datetime) -> None:
-    rows = {p.id: p for p in conn.execute(sa.select(t_person).where(
-        t_person.c.id.in_([subsumed, survivor])))}
-    if len(rows) != 2 or any(p.status != ACTIVE for p in rows.values()):
-        raise AdminError(409, "both persons must still be active")
-    theirs = {d for (d,) in conn.execute(sa.select(t_id.c.domain_oid).where(
-        t_id.c.person_id == survivor, t_id.c.status == ACTIVE))}
-    moving = conn.execute(sa.select(t_id.c.domain_oid, t_id.c.value).where(
-        t_id.c.person_id == subsumed, t_id.c.status == ACTIVE)).all()
-    clash = sorted({m.domain_oid for m in moving if m.domain_oid in theirs})
-    if clash:
-        raise AdminError(409, "both persons hold numbers of domain(s) " + ", ".join(clash)
-                         + ": merge those numbers explicitly (ADT A40)")
-    conn.execute(t_id.update().where(t_id.c.person_id == subsumed).values(person_id=survivor))
-    conn.execute(t_person.update().where(t_person.c.id == subsumed).values(
-        status=MERGED, merged_into=survivor, updated_at=now))
-    conn.execute(linking.t_block.delete().where(linking.t_block.c.person_id == subsumed))
+    try:
+        linking.merge_persons(conn, subsumed, survivor, now)
+    except ValueError as exc:
+        raise AdminError(409, str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------

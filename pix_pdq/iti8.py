@@ -33,6 +33,7 @@ from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
 from pix_pdq.index import Identifier, national_identifier, record_identity
+from pix_pdq.estimation import load_model
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
 
@@ -302,7 +303,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                     return _replay(ctx, msg, stored)
                 result = record_identity(conn, feed.identifiers, feed.demographics,
                                          affinity_domain=affinity, now=ctx.now(),
-                                         source=f"ITI-8 {'|'.join(_sender(msg))}"[:256])
+                                         source=f"ITI-8 {'|'.join(_sender(msg))}"[:256],
+                                         model=load_model(ctx.settings.data_dir))
                 warnings = [
                     ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
                                 f"identifier {ident.cx} is recorded for another patient; "

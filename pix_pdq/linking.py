@@ -186,6 +186,7 @@ class MatchResult:
     decision: M.Decision | None = None
     reviews: list[tuple[int, M.Decision]] = field(default_factory=list)
     compared: int = 0
+    patterns: dict[str, int] = field(default_factory=dict)   # comparison vectors seen, counted
 
 
 def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
@@ -202,6 +203,8 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     result = MatchResult(compared=len(persons))
     for pid, (cd, their_domains, eid) in sorted(persons.items()):
         dec = M.decide(model, d, cd, lambda _name: share)
+        key = pattern_of(dec.levels)
+        result.patterns[key] = result.patterns.get(key, 0) + 1
         barred = bool(domains & their_domains) or bool(enterprise and eid and
                                                        eid not in enterprise)
         if dec.outcome == "link" and not barred:
@@ -233,6 +236,8 @@ def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
         rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
                      "candidate_id": None, "outcome": "new", "score": None,
                      "evidence": {"compared": result.compared, "thresholds": thresholds}})
+    # every comparison vector of this feed, for the estimation of m and u (hie mpi estimate)
+    rows[0]["evidence"]["patterns"] = result.patterns
     for cand, dec in result.reviews:
         if cand == person_id:
             continue
@@ -247,5 +252,38 @@ def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
         conn.execute(t_review.insert(), queue)
 
 
+def pattern_of(levels: Mapping[str, str]) -> str:
+    """A comparison vector as text, ``name=exact;sex=exact;...`` (fields in a fixed order)."""
+    return ";".join(f"{f}={levels.get(f, M.MISSING)}" for f in M.FIELDS)
+
+
+def vector_of(pattern: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in pattern.split(";") if "=" in part)
+
+
+def merge_persons(conn: Connection, subsumed: int, survivor: int, now: dt.datetime) -> None:
+    """Make ``subsumed`` part of ``survivor``: its identifiers move over, it is retired
+    (``merged``, ``merged_into``) and leaves the blocks.  Refused (ValueError) unless both are
+    active and hold no numbers of one domain (joining those is an ADT A40 merge of numbers)."""
+    from pix_pdq.tables import MERGED
+    rows = {p.id: p for p in conn.execute(sa.select(t_person).where(
+        t_person.c.id.in_([subsumed, survivor])))}
+    if len(rows) != 2 or any(p.status != ACTIVE for p in rows.values()):
+        raise ValueError("both persons must still be active")
+    theirs = {d for (d,) in conn.execute(sa.select(t_id.c.domain_oid).where(
+        t_id.c.person_id == survivor, t_id.c.status == ACTIVE))}
+    moving = {d for (d,) in conn.execute(sa.select(t_id.c.domain_oid).where(
+        t_id.c.person_id == subsumed, t_id.c.status == ACTIVE))}
+    clash = sorted(moving & theirs)
+    if clash:
+        raise ValueError("both persons hold numbers of domain(s) " + ", ".join(clash)
+                         + ": merge those numbers explicitly (ADT A40)")
+    conn.execute(t_id.update().where(t_id.c.person_id == subsumed).values(person_id=survivor))
+    conn.execute(t_person.update().where(t_person.c.id == subsumed).values(
+        status=MERGED, merged_into=survivor, updated_at=now))
+    conn.execute(t_block.delete().where(t_block.c.person_id == subsumed))
+
+
 __all__ = ["MAX_CANDIDATES", "MatchResult", "demographics_of", "find_match", "index_person",
-           "keys_of", "name_share", "record_decisions", "resident_id_of"]
+           "keys_of", "merge_persons", "name_share", "pattern_of", "record_decisions",
+           "resident_id_of", "vector_of"]

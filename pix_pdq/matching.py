@@ -329,11 +329,17 @@ def default_model() -> Model:
 
 
 def estimate(vectors: Iterable[Mapping[str, str]], model: Model | None = None,
-             iterations: int = 50, tolerance: float = 1e-6, floor: float = 1e-6) -> Model:
+             iterations: int = 50, tolerance: float = 1e-6, floor: float = 1e-6,
+             prior_weight: float = 0.0) -> Model:
     """m, u and the match prior re-estimated by EM over comparison vectors of candidate pairs
     (conditional independence of the fields; missing fields skipped).  Probabilities are kept
-    above ``floor`` so that no level becomes impossible."""
+    above ``floor`` so that no level becomes impossible.  With ``prior_weight`` > 0 the starting
+    model counts as that many pseudo-observations per field (a Dirichlet prior: the MAP
+    estimate), so a level the data never show — e.g. agreeing ID numbers, when pairs sharing one
+    are joined by the identifier before any matching — keeps its starting value instead of
+    collapsing to ``floor``."""
     model = model or default_model()
+    start = {k: FieldModel(dict(f.m), dict(f.u)) for k, f in model.fields.items()}
     counts = Counter(tuple(sorted(v.items())) for v in vectors)
     if not counts:
         return model
@@ -361,12 +367,14 @@ def estimate(vectors: Iterable[Mapping[str, str]], model: Model | None = None,
                     u_acc[fname][level] += (1 - g) * n
         change = 0.0
         for fname, f in fields.items():
-            for acc, probs in ((m_acc[fname], f.m), (u_acc[fname], f.u)):
+            for acc, probs, first in ((m_acc[fname], f.m, start[fname].m),
+                                      (u_acc[fname], f.u, start[fname].u)):
                 s = sum(acc.values())
                 if s <= 0:
                     continue
                 for level in probs:
-                    new = max(acc[level] / s, floor)
+                    new = max((acc[level] + prior_weight * first[level])
+                              / (s + prior_weight), floor)
                     change = max(change, abs(new - probs[level]))
                     probs[level] = new
                 norm = sum(probs.values())
