@@ -78,6 +78,7 @@ class NodeProcess:
                     HIE_DICOM_PORT="0", HIE_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **env)
         if database_url:
             full["HIE_DATABASE_URL"] = database_url
+        self.env = full
         self.log = open(data_dir.parent / f"{data_dir.name}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "serve"], env=full,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True,

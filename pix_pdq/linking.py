@@ -203,8 +203,9 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     result = MatchResult(compared=len(persons))
     for pid, (cd, their_domains, eid) in sorted(persons.items()):
         dec = M.decide(model, d, cd, lambda _name: share)
-        key = pattern_of(dec.levels)
-        result.patterns[key] = result.patterns.get(key, 0) + 1
+        if not dec.vetoed:  # decided by rule, not by weight: no evidence for m and u
+            key = pattern_of(dec.levels)
+            result.patterns[key] = result.patterns.get(key, 0) + 1
         barred = bool(domains & their_domains) or bool(enterprise and eid and
                                                        eid not in enterprise)
         if dec.outcome == "link" and not barred:

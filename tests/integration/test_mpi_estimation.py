@@ -64,15 +64,16 @@ def test_estimate_and_relink(database, tmp_path):
     assert strangers_before == 0 and before < 0.95
 
     with database.begin() as conn:
-        model, n = estimation.estimate_model(conn)
+        unchanged, none = estimation.estimate_model(conn, timid, min_vectors=10 ** 6)
+        model, n = estimation.estimate_model(conn, min_vectors=50)
+    assert (unchanged, none) == (timid, 0)   # too few comparisons: nothing estimated
     with database.read() as conn:
-        compared = sum((e or {}).get("compared", 0) if "compared" in (e or {}) else
-                       sum(((e or {}).get("patterns") or {}).values())
+        compared = sum(sum(((e or {}).get("patterns") or {}).values())
                        for (e,) in conn.execute(sa.select(t_match.c.evidence).where(
                            t_match.c.outcome.in_(["link", "new"]))))
-    # every comparison of every feed that went through matching was logged (the pairs that
-    # share a resident ID number are joined through that identifier, without matching)
-    assert n == compared > 0
+    # every weighed comparison of every feed was logged (pairs sharing a resident ID number
+    # are joined through that identifier, and vetoed pairs are decided by rule: neither counts)
+    assert n == compared > 50
     assert 0 < model.prior < 1 and model.upper > model.lower
     assert model.fields["resident_id"].m["exact"] > model.fields["resident_id"].u["exact"]
     estimation.save_model(tmp_path, model)
