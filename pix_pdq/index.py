@@ -22,7 +22,7 @@ from hie.hl7v2 import DEFAULT_DELIMITERS, Field
 from pix_pdq import linking
 from pix_pdq import matching as M
 from pix_pdq.resident_id import RESIDENT_ID_OID
-from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
+from pix_pdq.tables import ACTIVE, MERGED, identifier as t_id, person as t_person
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,67 @@ _IS_KNOWN = (sa.select(t_id.c.id)
                     t_id.c.value == sa.bindparam("value"),
                     t_id.c.status == ACTIVE, t_person.c.status == ACTIVE)
              .limit(1))
+
+
+_ALIASES = None
+
+
+def patient_aliases(conn: Connection, cx: str) -> list[str]:
+    """``cx`` and the identifiers of its domain merged into its person (ADT A40), as CX strings
+    ``id^^^&oid&ISO``: a query by the surviving identifier also finds what was filed under the
+    subsumed ones (ITI TF-2a 3.8.4.2: the registry follows merges)."""
+    global _ALIASES
+    try:
+        ident = Identifier.parse(cx)
+    except Exception:  # noqa: BLE001 - not a CX: nothing to expand
+        return [cx]
+    if not ident.value or not ident.domain:
+        return [cx]
+    if _ALIASES is None:
+        alias = t_id.alias("merged")
+        _ALIASES = (sa.select(alias.c.value, alias.c.domain_oid, alias.c.domain_type)
+                    .select_from(t_id.join(alias, alias.c.person_id == t_id.c.person_id))
+                    .where(t_id.c.domain_oid == sa.bindparam("domain"),
+                           t_id.c.value == sa.bindparam("value"),
+                           t_id.c.status == ACTIVE, alias.c.domain_oid == sa.bindparam("domain"),
+                           alias.c.status == MERGED))
+    out = [cx]
+    for r in conn.execute(_ALIASES, {"domain": ident.domain, "value": ident.value}):
+        out.append(f"{r.value}^^^&{r.domain_oid}&{r.domain_type or 'ISO'}")
+    return out
+
+
+def merge_identifiers(conn: Connection, survivor: int, prior: Sequence[Identifier],
+                      now: dt.datetime, source: str = "") -> list[Identifier]:
+    """ADT A40: each ``prior`` identifier is retired (status ``merged``) under the surviving
+    person, and the person that held it — when another — is merged into the survivor with all
+    its identifiers (an explicit merge: no one-number-per-domain check).  Returns the prior
+    identifiers the index did not know."""
+    from pix_pdq.tables import match as t_match
+    unknown = []
+    for ident in prior:
+        key = ident
+        if ident.domain == RESIDENT_ID_OID:
+            key = national_identifier(ident)[0] or ident
+        row = conn.execute(sa.select(t_id.c.id, t_id.c.person_id).where(
+            t_id.c.domain_oid == key.domain, t_id.c.value == key.value)).first()
+        if row is None:
+            unknown.append(ident)
+            continue
+        owner = row.person_id
+        conn.execute(t_id.update().where(t_id.c.id == row.id).values(
+            status=MERGED, person_id=survivor))
+        if owner != survivor:
+            conn.execute(t_id.update().where(t_id.c.person_id == owner).values(
+                person_id=survivor))
+            conn.execute(t_person.update().where(t_person.c.id == owner).values(
+                status=MERGED, merged_into=survivor, updated_at=now))
+            conn.execute(linking.t_block.delete().where(linking.t_block.c.person_id == owner))
+        conn.execute(t_match.insert().values(
+            time=now, source=source[:256], identifiers=key.cx, person_id=survivor,
+            candidate_id=owner, outcome="merge", score=None,
+            evidence={"event": "A40", "prior": key.cx}))
+    return unknown
 
 
 def find_person(conn: Connection, ident: Identifier) -> int | None:
@@ -332,5 +393,5 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
 
 
 __all__ = ["Identifier", "InvalidIdentity", "Person", "RecordResult", "is_known", "find_person",
-           "get_person", "national_identifier",
+           "get_person", "merge_identifiers", "national_identifier", "patient_aliases",
            "record_identity", "merge_demographics", "display_name"]

@@ -3,21 +3,27 @@
 Messages: ADT^A01 (admit/visit notification), ADT^A04 (register), ADT^A05 (pre-admit) create or
 update a patient (ITI TF-2a 3.8.4.1); ADT^A08 (update patient information, 3.8.4.2) updates it —
 and creates it when the patient is not known yet.  All four share the ADT_A01 structure.
+ADT^A40 (merge patient - patient identifier list, ADT_A39 structure, 3.8.4.2) records the
+surviving identity of PID-3 and merges the identifiers of MRG-1 into it: each is retired (kept,
+status ``merged``), the person that held it joins the survivor, and the XDS registry's queries
+by the surviving identifier find what was registered under the subsumed one.
 
 Expected actions (3.8.4.1.3): every PID-3 identifier is recorded; those whose assigning authority
-is the affinity domain (``HIE_AFFINITY_DOMAIN``) make the patient known to the XDS registry, the
-others are kept for the cross-referencing a later issue adds.  PID-5 (names), PID-7 (birth),
+is the affinity domain (``HIE_AFFINITY_DOMAIN``) make the patient known to the XDS registry.  An
+identity none of whose identifiers is known is matched against the index by its demographics
+(:mod:`pix_pdq.linking`, with the model of ``hie mpi estimate``).  PID-5 (names), PID-7 (birth),
 PID-8 (sex) and the other demographic fields are stored with HL7 update semantics (a field not
 sent keeps its value, ``""`` deletes it).
 
 Acknowledgement (HL7 v2.5 2.9.2 original mode, ITI TF-2x C.2.3): ``AA``; ``AR`` with ERR 203 /
 202 for an unsupported version (MSH-12) or processing id (MSH-11); ``AE`` with ERR 101 for a
 missing MSH-9, MSH-10 or PID-3 (or a PID-3 repetition without value or assigning authority),
-100 for a missing PID, 200 / 201 for a message type / trigger event other than ADT A01, A04, A05,
-A08.  Identifiers already recorded for another person are left there (no linking yet) and
-reported as warnings (ERR-4 ``W``, code 205) in the AA.  A message already received from the same
-sending application and facility with the same control id (MSH-10) is not applied again: the
-stored ACK is returned.
+100 for a missing PID (or, in an A40, MRG), 102 for a PID-3 holding only a resident ID number
+that fails its check character, 200 / 201 for a message type / trigger event other than ADT A01,
+A04, A05, A08, A40.  Identifiers already recorded for another person are left there and reported
+as warnings (ERR-4 ``W``, code 205) in the AA; an MRG-1 identifier the index does not know, as a
+warning 204.  A message already received from the same sending application and facility with the
+same control id (MSH-10) is not applied again: the stored ACK is returned.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.index import Identifier, national_identifier, record_identity
+from pix_pdq.index import Identifier, merge_identifiers, national_identifier, record_identity
 from pix_pdq.estimation import load_model
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
@@ -44,6 +50,7 @@ SUPPORTED_EVENTS = {
     "A04": "Register a patient",
     "A05": "Pre-admit a patient",
     "A08": "Update patient information",
+    "A40": "Merge patient - patient identifier list",
 }
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")  # HL7 Table 0104
 PROCESSING_IDS = ("P", "D", "T")  # HL7 Table 0103
@@ -57,6 +64,7 @@ class Feed:
     event: str
     identifiers: tuple[Identifier, ...]
     demographics: dict[str, Any]
+    prior: tuple[Identifier, ...] = ()   # A40: MRG-1, the identifiers merged away
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +216,21 @@ def feed_from_message(msg: Message) -> Feed:
         raise Hl7Error("AE", HL7.DATA_TYPE_ERROR,
                        "PID-3 holds only a resident ID number that fails its GB 11643 check "
                        "character: it cannot identify the patient", "PID^1^3^1^1")
-    return Feed(msg.trigger_event, tuple(identifiers), demographics_from_pid(pid))
+    prior: list[Identifier] = []
+    if msg.trigger_event == "A40":
+        mrg = msg.segment("MRG")
+        if mrg is None or not mrg[1]:
+            raise Hl7Error("AE", HL7.SEGMENT_SEQUENCE_ERROR,
+                           "ADT^A40 needs an MRG segment with MRG-1 (prior patient identifier)",
+                           "MRG^1^1")
+        for rep in range(1, len(mrg[1].reps) + 1):
+            ident = Identifier.from_field(mrg[1], rep)
+            if not ident.value or not ident.domain:
+                raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING,
+                               f"MRG-1 repetition {rep} needs an ID number and an assigning "
+                               "authority", f"MRG^1^1^{rep}")
+            prior.append(ident)
+    return Feed(msg.trigger_event, tuple(identifiers), demographics_from_pid(pid), tuple(prior))
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +333,14 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                                 "not linked", f"PID^1^3^{feed.identifiers.index(ident) + 1}",
                                 "W")
                     for ident, _owner in result.conflicts]
+                if feed.prior:
+                    unknown = merge_identifiers(conn, result.person_id, feed.prior,
+                                                ctx.now(), f"ITI-8 A40 {'|'.join(_sender(msg))}")
+                    warnings += [
+                        ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                                    f"prior identifier {ident.cx} is not known; nothing merged",
+                                    f"MRG^1^1^{feed.prior.index(ident) + 1}", "W")
+                        for ident in unknown]
                 ack = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
                 conn.execute(feed_log.insert().values(
                     **_log_row(ctx, msg, raw, ack, result.person_id)))

@@ -84,7 +84,7 @@ def run_query(conn: Connection, settings: Any, query_id: str, params: RawParams,
         objects = answer_order(fetch_objects(conn, ids, with_xml=leaf, found=qc.found))
         if return_type == LEAF_CLASS and query.single_patient:
             patients = unique(o.patient_id for o in objects if o.patient_id)
-            if len(patients) > 1:
+            if len(patients) > 1 and not set(patients) <= qc.merged_ids:  # merged: one
                 raise RegistryErrors.one(
                     XDS.ResultNotSinglePatient,
                     f"the answer concerns {len(patients)} patients; LeafClass answers must "

@@ -4,7 +4,8 @@ and the Multi-Patient Stored Queries FindDocumentsForMultiplePatients and
 FindFoldersForMultiplePatients (ITI TF-2b 3.51.4.1.2.1-2).
 
 Each one is driven by the ``(patient_id, status, ...)`` index of its table; all other parameters
-filter the rows found there (see ``query_sql``).  $XDSDocumentEntryType defaults to stable
+filter the rows found there (see ``query_sql``).  The patient ID asked for stands for itself and
+the IDs merged into it (:func:`patients`).  $XDSDocumentEntryType defaults to stable
 DocumentEntries only (ITI TF-2a 3.18.4.1.2.3.6.2).
 """
 from __future__ import annotations
@@ -102,8 +103,23 @@ def document_filter(p: Params, statuses: bool = True) -> DocumentFilter:
 
 # -- FindDocuments / FindDocumentsByReferenceId (3.18.4.1.2.3.7.1 / .14) ----------------------
 
+def patients(qc: QueryContext, pid: str) -> list[str]:
+    """``pid`` and the patient IDs merged into it (ADT A40, ITI TF-2a 3.8.4.2): a query by the
+    surviving ID also returns what was registered under the subsumed ones.  The patient index
+    answers (another actor: imported here, the one place the queries ask it)."""
+    from pix_pdq.index import patient_aliases
+    ids = patient_aliases(qc.conn, pid)
+    if len(ids) > 1:
+        qc.merged_ids.update(ids)
+    return ids
+
+
+def _one_of(column: sa.ColumnElement, values: list[str]) -> sa.ColumnElement:
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 def run_find_documents(qc: QueryContext, p: Params) -> list[str]:
-    return find_documents(qc, [p.get(DE_PATIENT)], document_filter(p))
+    return find_documents(qc, patients(qc, p.get(DE_PATIENT)), document_filter(p))
 
 
 FindDocuments = StoredQuery(
@@ -135,7 +151,7 @@ def submission_set_where(qc: QueryContext, p: Params) -> list[sa.ColumnElement]:
 
 def run_find_submission_sets(qc: QueryContext, p: Params) -> list[str]:
     ss = submission_set.c
-    stmt = sa.select(ss.id).where(ss.patient_id == p.get(SS_PATIENT),
+    stmt = sa.select(ss.id).where(_one_of(ss.patient_id, patients(qc, p.get(SS_PATIENT))),
                                   *submission_set_where(qc, p))
     return qc.ids(stmt, "SubmissionSets")
 
@@ -160,8 +176,7 @@ def find_folders(qc: QueryContext, patient_ids: list[str] | None, p: Params) -> 
                                              p.get(FD_TIME_TO)),
                                  *has_codes(f.id, "folder", p.groups(FD_CODES)))
     if patient_ids is not None:
-        stmt = stmt.where(f.patient_id.in_(patient_ids) if len(patient_ids) != 1
-                          else f.patient_id == patient_ids[0])
+        stmt = stmt.where(_one_of(f.patient_id, patient_ids))
     return qc.ids(stmt, "Folders")
 
 
@@ -174,7 +189,7 @@ FOLDER_FILTER_PARAMS = (
 FindFolders = StoredQuery(
     FIND_FOLDERS, "FindFolders",
     (Param(FD_PATIENT, STRING, required=True),) + FOLDER_FILTER_PARAMS,
-    lambda qc, p: find_folders(qc, [p.get(FD_PATIENT)], p))
+    lambda qc, p: find_folders(qc, patients(qc, p.get(FD_PATIENT)), p))
 
 
 # -- GetAll (3.18.4.1.2.3.7.4) ----------------------------------------------------------------
@@ -183,16 +198,16 @@ def run_get_all(qc: QueryContext, p: Params) -> list[str]:
     """All SubmissionSets, DocumentEntries and Folders of the patient in the requested statuses,
     and the Associations among them: those whose source and target are both returned, plus those
     (SubmissionSet HasMember Association) that point at a returned Association."""
-    pid = p.get(PATIENT)
+    pids = patients(qc, p.get(PATIENT))
     flt = DocumentFilter(statuses=p.list(DE_STATUS), entry_types=entry_types(p),
                          format_codes=p.list(DE_FORMAT), conf_groups=p.groups(DE_CONF))
-    docs = find_documents(qc, [pid], flt)
+    docs = find_documents(qc, pids, flt)
     ss = submission_set.c
-    sets = qc.ids(sa.select(ss.id).where(ss.patient_id == pid,
+    sets = qc.ids(sa.select(ss.id).where(_one_of(ss.patient_id, pids),
                                          ss.status.in_(p.list(SS_STATUS))), "SubmissionSets")
     f = folder.c
-    folders = qc.ids(sa.select(f.id).where(f.patient_id == pid, f.status.in_(p.list(FD_STATUS))),
-                     "Folders")
+    folders = qc.ids(sa.select(f.id).where(_one_of(f.patient_id, pids),
+                                           f.status.in_(p.list(FD_STATUS))), "Folders")
     objects = sets + folders + docs
     qc.check_count(len(objects))
     returned = set(objects)

@@ -73,6 +73,8 @@ class QueryContext:
     max_results: int
     with_xml: bool = False
     found: dict[str, FoundObject] = field(default_factory=dict)
+    # a patient ID asked for and the IDs merged into it: one patient (query_find.patients)
+    merged_ids: set[str] = field(default_factory=set)
 
     @property
     def dialect(self) -> str:
