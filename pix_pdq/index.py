@@ -178,6 +178,29 @@ _IS_KNOWN = (sa.select(t_id.c.id)
 
 
 _ALIASES = None
+MERGES_TTL = 1.0   # seconds another process may take to see a node's first merge
+_merges: dict[str, tuple[float, bool]] = {}
+_ANY_MERGED = sa.select(t_id.c.id).where(t_id.c.status == MERGED).limit(1)
+
+
+def has_merges(conn: Connection) -> bool:
+    """Whether the index holds any merged identifier — asked at most once per
+    :data:`MERGES_TTL` per process (and known at once in the process that merged), so that the
+    registry's queries pay for alias look-ups only once there is something to find."""
+    import time
+    url = str(conn.engine.url)
+    seen = _merges.get(url)
+    now = time.monotonic()
+    if seen is not None and (seen[1] or now - seen[0] < MERGES_TTL):
+        return seen[1]
+    found = conn.execute(_ANY_MERGED).first() is not None
+    _merges[url] = (now, found)
+    return found
+
+
+def _merged_now(conn: Connection) -> None:
+    import time
+    _merges[str(conn.engine.url)] = (time.monotonic(), True)
 
 
 def patient_aliases(conn: Connection, cx: str) -> list[str]:
@@ -189,7 +212,7 @@ def patient_aliases(conn: Connection, cx: str) -> list[str]:
         ident = Identifier.parse(cx)
     except Exception:  # noqa: BLE001 - not a CX: nothing to expand
         return [cx]
-    if not ident.value or not ident.domain:
+    if not ident.value or not ident.domain or not has_merges(conn):
         return [cx]
     if _ALIASES is None:
         alias = t_id.alias("merged")
@@ -225,6 +248,7 @@ def merge_identifiers(conn: Connection, survivor: int, prior: Sequence[Identifie
         owner = row.person_id
         conn.execute(t_id.update().where(t_id.c.id == row.id).values(
             status=MERGED, person_id=survivor))
+        _merged_now(conn)
         if owner != survivor:
             conn.execute(t_id.update().where(t_id.c.person_id == owner).values(
                 person_id=survivor))

@@ -68,7 +68,8 @@ identifier = sa.Table(
     sa.Column("domain_type", sa.String(16), nullable=False, default=""),  # CX-4.3, ISO
     sa.Column("value", sa.String(ID_LEN), nullable=False),
     sa.Column("id_type", sa.String(8), nullable=False, default=""),  # CX-5, Table 0203
-    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE),
+    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE,
+              index=True),  # finds the rare ``merged`` ones (index.patient_aliases)
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("domain_oid", "value", name="uq_pix_identifier_domain_value"),
 )

@@ -1,4 +1,4 @@
-"""patient matching: blocking keys, decisions, review queue
+"""patient matching: blocking keys, decisions, review queue; identifier status index
 
 Revision ID: 9c4d2e7f1a05
 Revises: 7b1e4c2a9d30
@@ -18,6 +18,9 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgres
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('pix_identifier', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pix_identifier_status'), ['status'], unique=False)
+
     op.create_table('pix_block',
     sa.Column('key', sa.String(length=160), nullable=False),
     sa.Column('person_id', BIGINT, nullable=False),
@@ -66,6 +69,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('pix_identifier', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pix_identifier_status'))
     op.drop_table('pix_review')
     op.drop_table('pix_match')
     op.drop_table('pix_block')
