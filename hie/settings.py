@@ -63,6 +63,7 @@ class Settings:
     repository_unique_id: str = ""
     affinity_domain: str = ""
     validate_patient_id: bool = True
+    pix_auto_domains: bool = True  # a feed from an unknown assigning authority registers it
     registry_url: str = ""  # empty: the local registry, in-process
     max_query_results: int = 10000  # above: XDSTooManyResults
     max_xml_bytes: int = 64 * 1024 * 1024  # SOAP envelope (root part) size bound
@@ -96,6 +97,7 @@ _CONVERT = {
     "mllp_port": int,
     "dicom_port": int,
     "validate_patient_id": _bool,
+    "pix_auto_domains": _bool,
     "max_query_results": int,
     "max_xml_bytes": int,
     "spool_threshold": int,

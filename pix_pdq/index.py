@@ -262,6 +262,35 @@ def merge_identifiers(conn: Connection, survivor: int, prior: Sequence[Identifie
     return unknown
 
 
+def known_domains(conn: Connection, domains: Iterable[str], affinity_domain: str = "") -> set[str]:
+    """Those of ``domains`` the index knows: registered in ``pix_domain``, or the affinity or
+    the national resident-ID domain."""
+    from pix_pdq.tables import domain as t_domain
+    wanted = set(domains)
+    fixed = {d for d in (affinity_domain, RESIDENT_ID_OID) if d} & wanted
+    rest = sorted(wanted - fixed)
+    found = set(conn.execute(sa.select(t_domain.c.oid).where(t_domain.c.oid.in_(rest)))
+                .scalars()) if rest else set()
+    return fixed | found
+
+
+def register_domains(conn: Connection, identifiers: Sequence[Identifier], *, auto: bool,
+                     affinity_domain: str = "", source: str = "",
+                     now: dt.datetime | None = None) -> list[Identifier]:
+    """The identifiers whose domain the index does not know.  With ``auto`` their domains are
+    registered (and the list is empty)."""
+    from pix_pdq.tables import domain as t_domain
+    known = known_domains(conn, (i.domain for i in identifiers), affinity_domain)
+    unknown = [i for i in identifiers if i.domain not in known]
+    if not unknown or not auto:
+        return unknown
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows = {i.domain: {"oid": i.domain, "namespace": i.namespace, "source": source[:256],
+                       "auto": True, "created_at": now} for i in unknown}
+    conn.execute(t_domain.insert(), list(rows.values()))
+    return []
+
+
 def find_person(conn: Connection, ident: Identifier) -> int | None:
     """The id of the person holding ``ident``, None if it is not recorded."""
     return conn.execute(sa.select(t_id.c.person_id).where(
@@ -335,14 +364,15 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                     demographics: Mapping[str, Any] | None = None, *,
                     affinity_domain: str = "", now: dt.datetime | None = None,
                     source: str = "", model: M.Model | None = None,
-                    matching: bool = True) -> RecordResult:
+                    matching: bool = True, register: bool = True) -> RecordResult:
     """Record that ``identifiers`` name one person with ``demographics`` (merged into what is
     known, see :func:`merge_demographics`).
 
     The person is the one already holding the affinity-domain identifier, else the one holding
     the first recorded identifier (if it has no other enterprise id), else — with ``matching``
     — the person the demographics match (:func:`pix_pdq.linking.find_match` with ``model``,
-    decisions logged under ``source``), else a new person.  Identifiers not yet recorded are
+    decisions logged under ``source``), else a new person.  With ``register`` the identifiers'
+    domains are registered as known (a caller enforcing ``HIE_PIX_AUTO_DOMAINS`` checks first).  Identifiers not yet recorded are
     added to it; identifiers recorded for a *different* person are left there and reported in
     :attr:`RecordResult.conflicts`.  Every identifier needs a value and a domain (ValueError).
     Concurrent writers may make the inserts fail with an IntegrityError: the caller retries its
@@ -366,6 +396,9 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     if not unique:
         raise InvalidIdentity("no usable patient identifier: a resident ID number that fails "
                               "its GB 11643 check cannot identify a patient by itself")
+    if register:  # the domains of these identifiers become known (see register_domains)
+        register_domains(conn, unique, auto=True, affinity_domain=affinity_domain,
+                         source=source, now=now)
     owners = _lookup(conn, unique)
     anchor = [i for i in unique if affinity_domain and i.oid == affinity_domain]
     enterprise_id = anchor[0].value if anchor else None
@@ -417,5 +450,6 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
 
 
 __all__ = ["Identifier", "InvalidIdentity", "Person", "RecordResult", "is_known", "find_person",
-           "get_person", "merge_identifiers", "national_identifier", "patient_aliases",
+           "get_person", "known_domains", "merge_identifiers", "national_identifier",
+           "patient_aliases", "register_domains",
            "record_identity", "merge_demographics", "display_name"]

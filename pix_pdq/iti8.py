@@ -15,6 +15,10 @@ identity none of whose identifiers is known is matched against the index by its 
 PID-8 (sex) and the other demographic fields are stored with HL7 update semantics (a field not
 sent keeps its value, ``""`` deletes it).
 
+Identity domains: an assigning authority the index does not know is registered by the feed when
+``HIE_PIX_AUTO_DOMAINS`` is true (default); when false the message is refused with ``AE`` and
+ERR 204 at ``PID^1^3^<repetition>^4`` for each such identifier.
+
 Acknowledgement (HL7 v2.5 2.9.2 original mode, ITI TF-2x C.2.3): ``AA``; ``AR`` with ERR 203 /
 202 for an unsupported version (MSH-12) or processing id (MSH-11); ``AE`` with ERR 101 for a
 missing MSH-9, MSH-10 or PID-3 (or a PID-3 repetition without value or assigning authority),
@@ -38,7 +42,8 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.index import Identifier, merge_identifiers, national_identifier, record_identity
+from pix_pdq.index import (Identifier, merge_identifiers, national_identifier, record_identity,
+                           register_domains)
 from pix_pdq.estimation import load_model
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
@@ -55,6 +60,14 @@ SUPPORTED_EVENTS = {
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")  # HL7 Table 0104
 PROCESSING_IDS = ("P", "D", "T")  # HL7 Table 0103
 ATTEMPTS = 3  # units of work retried when a concurrent feed wins a unique key
+
+
+class _UnknownDomains(Exception):
+    """Rolls the unit of work back: PID-3 names domains the index does not know."""
+
+    def __init__(self, identifiers):
+        super().__init__("unknown assigning authorities")
+        self.identifiers = identifiers
 
 
 @dataclass(frozen=True)
@@ -323,9 +336,16 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                 stored = _stored(conn, msg)
                 if stored is not None:
                     return _replay(ctx, msg, stored)
+                source = f"ITI-8 {'|'.join(_sender(msg))}"[:256]
+                unknown = register_domains(conn, feed.identifiers,
+                                           auto=ctx.settings.pix_auto_domains,
+                                           affinity_domain=affinity, source=source,
+                                           now=ctx.now())
+                if unknown:
+                    raise _UnknownDomains(unknown)
                 result = record_identity(conn, feed.identifiers, feed.demographics,
                                          affinity_domain=affinity, now=ctx.now(),
-                                         source=f"ITI-8 {'|'.join(_sender(msg))}"[:256],
+                                         source=source, register=False,
                                          model=load_model(ctx.settings.data_dir))
                 warnings = [
                     ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
@@ -349,6 +369,17 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
             if attempt == ATTEMPTS:
                 raise
             log.info("ITI-8 %s: concurrent update, retrying (%d)", msg.control_id, attempt)
+        except _UnknownDomains as refused:
+            errors = [ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                                  f"assigning authority {i.domain} is not a domain of this "
+                                  "patient index (HIE_PIX_AUTO_DOMAINS is off)",
+                                  f"PID^1^3^{feed.identifiers.index(i) + 1}^4")
+                      for i in refused.identifiers]
+            ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
+            ack = build_ack(msg, "AE", errors, **_ack_kw(ctx, msg))
+            with ctx.db.begin() as conn:
+                conn.execute(feed_log.insert().values(**_log_row(ctx, msg, raw, ack, None)))
+            return ack
     ctx.extra["person_id"] = result.person_id
     ctx.extra["created"] = result.created
     _note_patient(ctx, feed.identifiers)

@@ -30,9 +30,8 @@ from sqlalchemy.engine import Connection
 from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, ack_for_error, build_ack
-from pix_pdq.index import Identifier
+from pix_pdq.index import Identifier, known_domains
 from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
-from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 
 QUERY_NAME = "IHE PIX Query"
@@ -69,16 +68,6 @@ def check_query(msg: Message) -> tuple[str, Identifier, list[Identifier]]:
                        "QPD-3 has no assigning authority (CX-4)", "QPD^1^3^1^4")
     wanted = [Identifier.from_field(qpd[4], rep) for rep in range(1, len(qpd[4].reps) + 1)]
     return qpd.value(2), asked, wanted
-
-
-def known_domains(conn: Connection, domains: set[str], affinity_domain: str) -> set[str]:
-    """Those of ``domains`` the index knows (its identifiers' domains, the affinity domain and
-    the national resident-ID domain)."""
-    fixed = {d for d in (affinity_domain, RESIDENT_ID_OID) if d}
-    rest = sorted(domains - fixed)
-    found = set(conn.execute(sa.select(t_id.c.domain_oid).distinct()
-                             .where(t_id.c.domain_oid.in_(rest))).scalars()) if rest else set()
-    return (domains & fixed) | found
 
 
 _PERSON_OF = (sa.select(t_id.c.person_id)
@@ -183,4 +172,4 @@ def _tag(msg: Message) -> Any:
     return (qpd.value(2) or None) if qpd is not None else None
 
 
-__all__ = ["QUERY_NAME", "check_query", "cross_references", "handle", "known_domains"]
+__all__ = ["QUERY_NAME", "check_query", "cross_references", "handle"]

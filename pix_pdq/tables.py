@@ -13,6 +13,9 @@ Feed now; PIX / PDQ, matching, linking and merging later).
   is ``ISO``) or, when the sender gave only a namespace, its namespace id (CX-4.1) with an empty
   ``domain_type``; ``domain_namespace`` is CX-4.1 as sent.  ``(domain_oid, value)`` is unique:
   one identifier, one person.  Cross-references (PIX) are identifiers sharing a person.
+- ``pix_domain``: the identity domains (assigning authorities) the index knows: registered by
+  the first feed that uses one when ``HIE_PIX_AUTO_DOMAINS`` is true, else only by an operator;
+  the affinity domain and the national resident-ID domain are always known.
 - ``pix_block``: the blocking keys of every active person (:func:`pix_pdq.matching.blocking_keys`,
   plus ``n:<name>`` for name frequencies): the candidates for a new identity are the persons
   sharing a key, found through the primary key's index.
@@ -72,6 +75,15 @@ identifier = sa.Table(
               index=True),  # finds the rare ``merged`` ones (index.patient_aliases)
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("domain_oid", "value", name="uq_pix_identifier_domain_value"),
+)
+
+domain = sa.Table(
+    "pix_domain", metadata,
+    sa.Column("oid", sa.String(DOMAIN_LEN), primary_key=True),   # as Identifier.domain
+    sa.Column("namespace", sa.String(DOMAIN_LEN), nullable=False, default=""),
+    sa.Column("source", sa.String(HD_LEN), nullable=False, default=""),  # who first sent it
+    sa.Column("auto", sa.Boolean, nullable=False, default=True),  # registered by a feed
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 block = sa.Table(

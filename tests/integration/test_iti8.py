@@ -396,3 +396,52 @@ def test_record_identity_and_is_known(database):
 
 def test_resident_id_helper():
     assert resident_id("110105", "19491231", "002") == "11010519491231002X"
+
+
+# -- identity domains (HIE_PIX_AUTO_DOMAINS) -----------------------------------------------------
+
+NEW_HOSPITAL_OID = "1.2.156.112604.1.1.199.2"
+
+
+def test_unknown_domain_is_registered_by_default(mllp, aff, database):
+    from pix_pdq.index import known_domains
+    ack = send(mllp, adt(aff, control_id="D0001", eid=None, mrn="",
+                         pid3=f"NH0001^^^NEWH&{NEW_HOSPITAL_OID}&ISO^MR"))
+    assert ack.get("MSA-1") == "AA"
+    with database.read() as c:
+        assert known_domains(c, [NEW_HOSPITAL_OID, "1.2.3.4.5"]) == {NEW_HOSPITAL_OID}
+
+
+@pytest.fixture
+def strict_mllp(database, tmp_path):
+    """A node with HIE_PIX_AUTO_DOMAINS=false that knows only HIS_OID."""
+    from hie.node import Node
+    from hie.settings import load_settings
+    from pix_pdq.index import register_domains
+    from tests.xdsdata import AFFINITY_DOMAIN
+    settings = load_settings(env={"HIE_PIX_AUTO_DOMAINS": "false"}, data_dir=tmp_path / "s",
+                             database_url=database.url, affinity_domain=AFFINITY_DOMAIN)
+    assert settings.pix_auto_domains is False
+    with database.begin() as c:
+        register_domains(c, [Identifier("x", HIS_OID)], auto=True)
+    node = Node(settings, create_schema=False)
+    try:
+        with running(lambda: start_mllp(node, "127.0.0.1", 0)) as server:
+            yield server.address, settings.affinity_domain
+    finally:
+        node.close()
+
+
+def test_unknown_domain_is_refused_when_auto_domains_is_off(strict_mllp, database):
+    addr, aff_oid = strict_mllp
+    ack = send(addr, adt(aff_oid, control_id="D0002", eid=None, mrn="H0002",
+                         pid3=f"H0002^^^HIS&{HIS_OID}&ISO^MR~NH0002^^^NEWH&{NEW_HOSPITAL_OID}&ISO^MR"))
+    assert ack.get("MSA-1") == "AE"
+    err = ack.segment("ERR")
+    assert err.value(3) == "204" and err[2].encode() == "PID^1^3^2^4"
+    assert not known(database, f"H0002^^^HIS&{HIS_OID}&ISO")   # nothing half-written
+    ok = send(addr, adt(aff_oid, control_id="D0003", eid="E0003", mrn="H0003"))
+    assert ok.get("MSA-1") == "AA"   # the affinity domain and known domains are accepted
+    assert send(addr, adt(aff_oid, control_id="D0002", eid=None, mrn="H0002",
+                          pid3=f"H0002^^^HIS&{HIS_OID}&ISO^MR~NH0002^^^NEWH&{NEW_HOSPITAL_OID}"
+                               "&ISO^MR")).get("MSA-1") == "AE"   # the stored ACK, again

@@ -1,4 +1,4 @@
-"""patient matching: blocking keys, decisions, review queue; identifier status index
+"""patient matching: identity domains, blocking keys, decisions, review queue; identifier status index
 
 Revision ID: 9c4d2e7f1a05
 Revises: 7b1e4c2a9d30
@@ -18,6 +18,14 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgres
 
 
 def upgrade() -> None:
+    op.create_table('pix_domain',
+    sa.Column('oid', sa.String(length=128), nullable=False),
+    sa.Column('namespace', sa.String(length=128), nullable=False),
+    sa.Column('source', sa.String(length=256), nullable=False),
+    sa.Column('auto', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('oid', name=op.f('pk_pix_domain'))
+    )
     with op.batch_alter_table('pix_identifier', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_pix_identifier_status'), ['status'], unique=False)
 
@@ -74,3 +82,4 @@ def downgrade() -> None:
     op.drop_table('pix_review')
     op.drop_table('pix_match')
     op.drop_table('pix_block')
+    op.drop_table('pix_domain')
