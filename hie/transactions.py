@@ -56,4 +56,8 @@ ITI_8 = Transaction("ITI-8", "Patient Identity Feed", "Document Registry",
 ITI_9 = Transaction("ITI-9", "PIX Query", "Patient Identifier Cross-reference Manager",
                     message_type="QBP", audit_event="110112^DCM^Query")
 
-ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_8, ITI_9)}
+ITI_21 = Transaction("ITI-21", "Patient Demographics Query", "Patient Demographics Supplier",
+                     message_type="QBP", audit_event="110112^DCM^Query")
+
+ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_8, ITI_9,
+                         ITI_21)}

@@ -121,8 +121,15 @@ def _columns(demo: Mapping[str, Any]) -> dict[str, Any]:
     family, given = primary.get("family", ""), primary.get("given", "")
     birth = (demo.get("birth_time") or "")[:8]
     sex = (demo.get("sex") or "")[:1]
+    # the query columns hold the comparable form (variants folded, a whole Chinese name split);
+    # the name as sent stays in the demographics
+    from pix_pdq import names as N
+    if not given and N.is_chinese(family):
+        qfamily, qgiven = N.split(family)
+    else:
+        qfamily, qgiven = N.normalize(family), N.normalize(given)
     return {"name": display_name(family, given)[:256] or None,
-            "family_name": family[:128] or None, "given_name": given[:128] or None,
+            "family_name": qfamily[:128] or None, "given_name": qgiven[:128] or None,
             "birth_date": birth or None, "sex": sex or None}
 
 

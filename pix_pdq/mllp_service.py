@@ -1,5 +1,6 @@
 """The HL7 v2 listener of the patient index: MLLP (HL7 v2.5 Appendix C; ITI TF-2x C.2.1)
-bound to the ITI-8 Patient Identity Feed (ITI TF-2a 3.8) and the ITI-9 PIX Query (3.9).
+bound to the ITI-8 Patient Identity Feed (ITI TF-2a 3.8), the ITI-9 PIX Query (3.9) and the
+ITI-21 Patient Demographics Query (3.21).
 
 A transport only: decode (:func:`hie.hl7v2.parse`), dispatch on MSH-9 through :data:`DISPATCH`,
 call the transaction handler with a :class:`~hie.context.Context`, encode its ACK.  A message that
@@ -13,24 +14,26 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from hie.context import MAJOR_FAILURE, SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import Hl7ParseError, Message, ack_for_error, parse, parse_header
 from hie.mllp import DEFAULT_MAX_FRAME, MllpServer
-from hie.transactions import ITI_8, ITI_9, Transaction
-from pix_pdq import iti8, iti9
+from hie.transactions import ITI_8, ITI_9, ITI_21, Transaction
+from pix_pdq import iti8, iti9, iti21
 
 log = logging.getLogger("pix_pdq.mllp")
 
 HandlerFn = Callable[[Context, Message, bytes], Message]
 
-# MSH-9.1 -> (transaction, handler).  Message types not listed go to ITI-8, which answers them
-# with ERR 200 (QBP^Q22 for ITI-21 joins ITI-9 under QBP).
-DISPATCH: dict[str, tuple[Transaction, HandlerFn]] = {
+# MSH-9.1, or (MSH-9.1, MSH-9.2) where one message type serves two transactions, -> (transaction,
+# handler).  Message types not listed go to ITI-8, which answers them with ERR 200.
+DISPATCH: dict[Any, tuple[Transaction, HandlerFn]] = {
     "ADT": (ITI_8, iti8.handle),
-    "QBP": (ITI_9, iti9.handle),
+    ("QBP", "Q22"): (ITI_21, iti21.handle),
+    "QBP": (ITI_9, iti9.handle),          # Q23, and the AE 201 for any other QBP event
+    "QCN": (ITI_21, iti21.cancel),        # cancel query (J01)
 }
 DEFAULT_ROUTE = DISPATCH["ADT"]
 
@@ -74,7 +77,8 @@ def handle(ctx_factory: Callable[[Transaction], Context], data: bytes) -> bytes:
         if msg.message_type == "ACK":  # never acknowledge an acknowledgement (2.9.2)
             log.info("HL7 v2 ACK %s received on the listener; not answered", msg.control_id)
             return b""
-        transaction, handler = DISPATCH.get(msg.message_type, DEFAULT_ROUTE)
+        transaction, handler = DISPATCH.get((msg.message_type, msg.trigger_event)) or \
+            DISPATCH.get(msg.message_type, DEFAULT_ROUTE)
         ctx = ctx_factory(transaction)
         return handler(ctx, msg, data).encode()
     except Exception:  # noqa: BLE001 - errors are data: AR 207, no stack trace to the peer
