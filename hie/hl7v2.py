@@ -762,9 +762,28 @@ def ack_for_error(request: Message | None, error: Hl7Error, **kw: Any) -> Messag
     return build_ack(request, error.ack_code, [ErrorDetail.from_error(error)], **kw)
 
 
+def query_response(request: Message, message_type: tuple[str, str, str], ack_code: str,
+                   query_status: str, errors: Sequence[ErrorDetail] = (),
+                   segments: Sequence[Segment] = (), *, hits: int | None = None,
+                   **kw: Any) -> Message:
+    """A query response (v2.5 5.3.1, e.g. RSP^K23^RSP_K23): the acknowledgement of ``request``
+    (MSA, ERR*) with MSH-9 = ``message_type``, then QAK (QAK-1 the request's query tag, QAK-2
+    ``query_status``, QAK-4/5 ``hits``), the request's QPD echoed, and ``segments``."""
+    rsp = build_ack(request, ack_code, errors, **kw)
+    rsp.segments[0][9] = message_type
+    qpd = request.segment("QPD")
+    tag = (qpd.value(2) or None) if qpd is not None else None
+    count = str(hits) if hits else None
+    rsp.segments.append(Segment.of("QAK", {1: tag, 2: query_status, 4: count, 5: count}))
+    if qpd is not None:
+        rsp.segments.append(qpd)
+    rsp.segments.extend(segments)
+    return rsp
+
+
 __all__ = [
     "Delimiters", "DEFAULT_DELIMITERS", "Field", "Repeat", "Segment", "Message", "ErrorDetail",
     "Hl7ParseError", "TABLE_0357", "codec_for", "parse", "parse_text", "parse_header",
     "build_msh", "build_message", "build_ack", "build_err", "ack_for_error", "hl7_timestamp",
-    "new_control_id",
+    "new_control_id", "query_response",
 ]

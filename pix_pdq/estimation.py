@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from pix_pdq import linking
 from pix_pdq import matching as M
+from pix_pdq.index import Identifier
 from pix_pdq.tables import ACTIVE, match as t_match, person as t_person
 
 MODEL_FILE = "mpi-model.json"
@@ -128,7 +129,7 @@ def relink(conn: Connection, model: M.Model, now: dt.datetime) -> int:
         idents = conn.execute(sa.select(linking.t_id.c.domain_oid, linking.t_id.c.value)
                               .where(linking.t_id.c.person_id == pid,
                                      linking.t_id.c.status == ACTIVE)).all()
-        ids = [_Ident(i.domain_oid, i.value) for i in idents]
+        ids = [Identifier(i.value, i.domain_oid) for i in idents]
         d = linking.demographics_of(ids, dict(row.demographics or {}))
         found = linking.find_match(conn, ids, d, model)
         target = found.person_id
@@ -144,17 +145,6 @@ def relink(conn: Connection, model: M.Model, now: dt.datetime) -> int:
             evidence=found.decision.evidence() if found.decision else {}))
         merged += 1
     return merged
-
-
-@dataclasses.dataclass(frozen=True)
-class _Ident:
-    domain: str
-    value: str
-    oid: str = ""
-
-    @property
-    def cx(self) -> str:
-        return f"{self.value}^^^&{self.domain}&ISO"
 
 
 __all__ = ["LINK_POSTERIOR", "MODEL_FILE", "REVIEW_POSTERIOR", "estimate_model", "from_json",

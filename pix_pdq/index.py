@@ -12,6 +12,7 @@ a merge).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -194,7 +195,6 @@ def has_merges(conn: Connection) -> bool:
     """Whether the index holds any merged identifier — asked at most once per
     :data:`MERGES_TTL` per process (and known at once in the process that merged), so that the
     registry's queries pay for alias look-ups only once there is something to find."""
-    import time
     url = str(conn.engine.url)
     seen = _merges.get(url)
     now = time.monotonic()
@@ -206,7 +206,6 @@ def has_merges(conn: Connection) -> bool:
 
 
 def _merged_now(conn: Connection) -> None:
-    import time
     _merges[str(conn.engine.url)] = (time.monotonic(), True)
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
-from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, ack_for_error, build_ack
+from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, build_ack, query_response
 from pix_pdq import names as N
 from pix_pdq.index import Identifier, known_domains
 from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
@@ -115,7 +115,7 @@ def _like(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
 def search(conn: Connection, params: dict[str, str], after: int, limit: int) -> list[Any]:
     """Active persons matching ``params``, by id, after ``after``; at most ``limit + 1``."""
     p = t_person.c
-    where = [p.status == ACTIVE, p.id > after]
+    where = [p.status == ACTIVE]
     if "family" in params:
         where.append(_like(p.family_name, N.normalize(params["family"].rstrip("*"))
                            + ("*" if params["family"].endswith("*") else "")))
@@ -140,15 +140,28 @@ def search(conn: Connection, params: dict[str, str], after: int, limit: int) -> 
                                                    params["resident_id"])))
     for cond in id_filters:
         where.append(p.id.in_(sa.select(t_id.c.person_id).where(cond)))
-    stmt = sa.select(t_person).where(*where).order_by(p.id).limit(limit + 1)
-    rows = conn.execute(stmt).all()
-    out = []
-    for r in rows:  # address and phone live in the kept demographics
-        demo = dict(r.demographics or {})
-        if not _address_matches(demo, params) or not _phone_matches(demo, params):
-            continue
-        out.append(r)
+    out: list[Any] = []
+    page = limit + 1 if not _filters_after(params) else 4 * (limit + 1)
+    while len(out) <= limit:
+        # address and phone live in the kept demographics: checked here, page after page, so
+        # that an increment is full whenever enough persons match
+        rows = conn.execute(sa.select(t_person).where(*where, p.id > after)
+                            .order_by(p.id).limit(page)).all()
+        for r in rows:
+            demo = dict(r.demographics or {})
+            if _address_matches(demo, params) and _phone_matches(demo, params):
+                out.append(r)
+                if len(out) > limit:
+                    break
+        if len(rows) < page:
+            break
+        after = rows[-1].id
     return out
+
+
+def _filters_after(params: dict[str, str]) -> bool:
+    return "phone" in params or any(k in params for k in ("street", "other", "city", "state",
+                                                           "zip"))
 
 
 def _address_matches(demo: dict, params: dict[str, str]) -> bool:
@@ -204,10 +217,11 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     ctx.message_id = msg.control_id or None
     ctx.extra["message_type"] = f"{msg.message_type}^{msg.trigger_event}"
     try:
-        tag, params, wanted, limit, after = parse_query(msg)
+        _tag, params, wanted, limit, after = parse_query(msg)
     except Hl7Error as err:
         ctx.fail(SERIOUS_FAILURE, err.text)
-        return _error(ctx, msg, err)
+        return _response(ctx, msg, err.ack_code, err.ack_code, [ErrorDetail.from_error(err)],
+                         [], None)
     with ctx.db.read() as conn:
         known = known_domains(conn, [w for w in wanted if w], ctx.settings.affinity_domain)
         errors = [ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
@@ -216,7 +230,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                   if not w or w not in known]
         if errors:
             ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
-            return _response(ctx, msg, "AE", "AE", errors, [], None, tag)
+            return _response(ctx, msg, "AE", "AE", errors, [], None)
         rows = search(conn, params, after, limit)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -224,35 +238,17 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     for r in rows:
         ctx.note(None, [f"person:{r.id}"])
     pointer = str(rows[-1].id) if more and rows else None
-    return _response(ctx, msg, "AA", "OK" if pids else "NF", [], pids, pointer, tag,
-                     hits=len(pids))
+    return _response(ctx, msg, "AA", "OK" if pids else "NF", [], pids, pointer)
 
 
 def _response(ctx: Context, msg: Message, ack: str, status: str, errors: list[ErrorDetail],
-              pids: list[Segment], pointer: str | None, tag: str, hits: int = 0) -> Message:
-    rsp = build_ack(msg, ack, errors, sending_application=msg.msh[5] or "HIE",
-                    timestamp=ctx.now())
-    rsp.segments[0][9] = ("RSP", "K22", "RSP_K21")
-    rsp.segments.append(Segment.of("QAK", {1: tag or None, 2: status,
-                                           4: str(hits) if pids else None,
-                                           5: str(hits) if pids else None}))
-    if msg.segment("QPD") is not None:
-        rsp.segments.append(msg.segment("QPD"))
-    rsp.segments.extend(pids)
+              pids: list[Segment], pointer: str | None) -> Message:
+    segments = list(pids)
     if pointer:
-        rsp.segments.append(Segment.of("DSC", {1: pointer, 2: "I"}))
-    return rsp
-
-
-def _error(ctx: Context, msg: Message, err: Hl7Error) -> Message:
-    rsp = ack_for_error(msg, err, sending_application=msg.msh[5] or "HIE", timestamp=ctx.now())
-    rsp.segments[0][9] = ("RSP", "K22", "RSP_K21")
-    qpd = msg.segment("QPD")
-    rsp.segments.append(Segment.of("QAK", {1: (qpd.value(2) or None) if qpd else None,
-                                           2: err.ack_code}))
-    if qpd is not None:
-        rsp.segments.append(qpd)
-    return rsp
+        segments.append(Segment.of("DSC", {1: pointer, 2: "I"}))
+    return query_response(msg, ("RSP", "K22", "RSP_K21"), ack, status, errors, segments,
+                          hits=len(pids), sending_application=msg.msh[5] or "HIE",
+                          timestamp=ctx.now())
 
 
 def cancel(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:

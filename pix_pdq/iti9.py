@@ -22,14 +22,12 @@ a wrong version or processing id ``AR``.  Only active identifiers of active pers
 """
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
-from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, ack_for_error, build_ack
+from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, query_response
 from pix_pdq.index import Identifier, known_domains
 from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
@@ -95,19 +93,10 @@ def cross_references(conn: Connection, asked: Identifier) -> list[Identifier] | 
 
 
 def _response(ctx: Context, msg: Message, ack_code: str, status: str,
-              errors: list[ErrorDetail], pid: list[Identifier] | None, tag: str) -> Message:
-    rsp = build_ack(msg, ack_code, errors, sending_application=msg.msh[5] or "HIE",
-                    timestamp=ctx.now())
-    rsp.segments[0][9] = ("RSP", "K23", "RSP_K23")
-    rsp.segments.append(Segment.of("QAK", {1: tag or None, 2: status}))
-    qpd = msg.segment("QPD")
-    if qpd is not None:
-        rsp.segments.append(qpd)
-    if pid:
-        rsp.segments.append(Segment.of("PID", {
-            3: Repeat([_cx(i) for i in pid]),
-            5: " "}))
-    return rsp
+              errors: list[ErrorDetail], pid: list[Identifier] | None) -> Message:
+    segments = [Segment.of("PID", {3: Repeat([_cx(i) for i in pid]), 5: " "})] if pid else []
+    return query_response(msg, ("RSP", "K23", "RSP_K23"), ack_code, status, errors, segments,
+                          sending_application=msg.msh[5] or "HIE", timestamp=ctx.now())
 
 
 def _cx(i: Identifier) -> tuple:
@@ -120,17 +109,11 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     ctx.message_id = msg.control_id or None
     ctx.extra["message_type"] = f"{msg.message_type}^{msg.trigger_event}"
     try:
-        tag, asked, wanted = check_query(msg)
+        _tag, asked, wanted = check_query(msg)
     except Hl7Error as err:
         ctx.fail(SERIOUS_FAILURE, err.text)
-        rsp = ack_for_error(msg, err, sending_application=msg.msh[5] or "HIE",
-                            timestamp=ctx.now())
-        if msg.message_type == "QBP":
-            rsp.segments[0][9] = ("RSP", "K23", "RSP_K23")
-            rsp.segments.append(Segment.of("QAK", {1: _tag(msg), 2: err.ack_code}))
-            if msg.segment("QPD") is not None:
-                rsp.segments.append(msg.segment("QPD"))
-        return rsp
+        return _response(ctx, msg, err.ack_code, err.ack_code, [ErrorDetail.from_error(err)],
+                         None)
     ctx.note(asked.cx)
     affinity = ctx.settings.affinity_domain
     with ctx.db.read() as conn:
@@ -148,14 +131,14 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                                           "of this PIX Manager", f"QPD^1^4^{rep}"))
         if errors:
             ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
-            return _response(ctx, msg, "AE", "AE", errors, None, tag)
+            return _response(ctx, msg, "AE", "AE", errors, None)
         found = cross_references(conn, asked)
     if found is None:
         err = ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
                           f"patient identifier {asked.value} is not known in domain "
                           f"{asked.domain}", "QPD^1^3^1^1")
         ctx.fail(SERIOUS_FAILURE, err.text)
-        return _response(ctx, msg, "AE", "AE", [err], None, tag)
+        return _response(ctx, msg, "AE", "AE", [err], None)
     want = {w.domain for w in wanted}
     if want:
         result = [i for i in found if i.domain in want]
@@ -163,13 +146,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         result = [i for i in found if (i.domain, i.value) != (asked.domain, asked.value)]
     ctx.note(None, [i.cx for i in result])
     if not result:
-        return _response(ctx, msg, "AA", "NF", [], None, tag)
-    return _response(ctx, msg, "AA", "OK", [], result, tag)
-
-
-def _tag(msg: Message) -> Any:
-    qpd = msg.segment("QPD")
-    return (qpd.value(2) or None) if qpd is not None else None
+        return _response(ctx, msg, "AA", "NF", [], None)
+    return _response(ctx, msg, "AA", "OK", [], result)
 
 
 __all__ = ["QUERY_NAME", "check_query", "cross_references", "handle"]

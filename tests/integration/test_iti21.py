@@ -115,3 +115,22 @@ def test_bad_queries_are_ae(mllp, text, code):
     assert rsp.get("MSA-1") == "AE" and rsp.segment("ERR").value(3) == code
     assert rsp.get("QAK-2") == "AE"
     assert parse(rsp.encode()).message_type == "RSP"
+
+
+def test_increments_stay_full_when_address_filters_apply(people, aff):
+    """Address and phone are checked outside SQL: an increment still holds RCP-2 persons and the
+    pointer only appears while more match."""
+    for n in range(3):
+        send(people, adt(aff, control_id=f"G{n}", mrn=f"H01{n}", eid=f"E01{n}",
+                         name=f"李^{'一二三'[n]}^^^^^L",
+                         address="天坛街道^^北京市丰台区^北京市^100050^CHN^H"))
+    seen, pointer = [], ""
+    for _ in range(5):
+        rsp = send(people, pdq("@PID.11.3^北京市丰台区", limit="2", pointer=pointer))
+        seen += names(rsp)
+        dsc = rsp.segment("DSC")
+        if dsc is None:
+            break
+        assert len(rsp.all("PID")) == 2
+        pointer = dsc.value(1)
+    assert sorted(seen) == sorted(["章三", "李一", "李二", "李三"])
