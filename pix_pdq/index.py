@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
 from pix_pdq import linking
 from pix_pdq import matching as M
+from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import ACTIVE, MERGED, identifier as t_id, person as t_person
 
@@ -96,41 +97,25 @@ class RecordResult:
 # demographics columns
 # --------------------------------------------------------------------------------------------
 
-def _is_cjk(text: str) -> bool:
-    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or ch >= "\U00020000"
-               for ch in text)
-
-
 def display_name(family: str, given: str) -> str:
     """``张三`` for Chinese names (no blank), ``ZHANG SAN`` otherwise (family name first)."""
     family, given = family.strip(), given.strip()
     if not family or not given:
         return family or given
-    sep = "" if _is_cjk(family) or _is_cjk(given) else " "
+    sep = "" if N.is_chinese(family) or N.is_chinese(given) else " "
     return f"{family}{sep}{given}"
 
 
 def _columns(demo: Mapping[str, Any]) -> dict[str, Any]:
-    names = demo.get("names") or []
-    primary: Mapping[str, Any] = {}
-    for n in names:  # the legal name (XPN-7 = L) first, else the first one
-        if n.get("type") == "L":
-            primary = n
-            break
-    if not primary and names:
-        primary = names[0]
-    family, given = primary.get("family", ""), primary.get("given", "")
+    """The typed query columns: the display name, and family / given name in the comparable
+    form (variants folded, a whole Chinese name split; the name as sent stays in the
+    demographics)."""
+    family, given = linking.primary_name(demo)
     birth = (demo.get("birth_time") or "")[:8]
     sex = (demo.get("sex") or "")[:1]
-    # the query columns hold the comparable form (variants folded, a whole Chinese name split);
-    # the name as sent stays in the demographics
-    from pix_pdq import names as N
-    if not given and N.is_chinese(family):
-        qfamily, qgiven = N.split(family)
-    else:
-        qfamily, qgiven = N.normalize(family), N.normalize(given)
     return {"name": display_name(family, given)[:256] or None,
-            "family_name": qfamily[:128] or None, "given_name": qgiven[:128] or None,
+            "family_name": N.normalize(family)[:128] or None,
+            "given_name": N.normalize(given)[:128] or None,
             "birth_date": birth or None, "sex": sex or None}
 
 

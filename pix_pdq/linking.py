@@ -45,7 +45,9 @@ _TOTAL_TTL = 60.0          # seconds a count of active persons is reused
 # demographics
 # --------------------------------------------------------------------------------------------
 
-def _primary_name(demo: Mapping[str, Any]) -> tuple[str, str]:
+def primary_name(demo: Mapping[str, Any]) -> tuple[str, str]:
+    """(family, given) of the legal name (XPN-7 ``L``), else the first; a whole Chinese name
+    sent in the family component is split."""
     found = demo.get("names") or []
     primary: Mapping[str, Any] = next((n for n in found if n.get("type") == "L"),
                                       found[0] if found else {})
@@ -89,7 +91,7 @@ def resident_id_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> Resid
 
 
 def demographics_of(identifiers: Sequence[Any], demo: Mapping[str, Any]) -> M.Demographics:
-    family, given = _primary_name(demo)
+    family, given = primary_name(demo)
     return M.Demographics(family=family, given=given, sex=str(demo.get("sex") or "")[:1],
                           birth_date=str(demo.get("birth_time") or "")[:8],
                           resident_id=resident_id_of(identifiers, demo), phone=_phone(demo),
@@ -286,5 +288,6 @@ def merge_persons(conn: Connection, subsumed: int, survivor: int, now: dt.dateti
 
 
 __all__ = ["MAX_CANDIDATES", "MatchResult", "demographics_of", "find_match", "index_person",
-           "keys_of", "merge_persons", "name_share", "pattern_of", "record_decisions",
+           "keys_of", "merge_persons", "name_share", "pattern_of", "primary_name",
+           "record_decisions",
            "resident_id_of", "vector_of"]

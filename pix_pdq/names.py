@@ -43,7 +43,8 @@ _SEPARATORS = frozenset(" \t\u3000·•・.．‧-_,，")
 
 def is_chinese(text: str) -> bool:
     """True when ``text`` has a CJK unified ideograph."""
-    return any("\u3400" <= c <= "\u9fff" or "\U00020000" <= c <= "\U0002ebef" for c in text)
+    return any("\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff"
+               or "\U00020000" <= c <= "\U0002ebef" for c in text)
 
 
 def normalize(text: str | None) -> str:
