@@ -139,9 +139,17 @@ def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str]
     keys = {(i.domain, i.value) for i in ids}
     if not keys:
         return {}
-    rows = conn.execute(sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
-        sa.tuple_(t_id.c.domain_oid, t_id.c.value).in_(sorted(keys)))).all()
-    return {(r.domain_oid, r.value): r.person_id for r in rows}
+    rows = conn.execute(_LOOKUP, {"domains": sorted({d for d, _ in keys}),
+                                  "values": sorted({v for _, v in keys})}).all()
+    return {(r.domain_oid, r.value): r.person_id for r in rows
+            if (r.domain_oid, r.value) in keys}
+
+
+# built once (building a select per feed cost more than running it): domains x values through
+# the (domain_oid, value) unique index, then only the pairs asked for are kept
+_LOOKUP = sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
+    t_id.c.domain_oid.in_(sa.bindparam("domains", expanding=True)),
+    t_id.c.value.in_(sa.bindparam("values", expanding=True)))
 
 
 def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
@@ -260,9 +268,16 @@ def known_domains(conn: Connection, domains: Iterable[str], affinity_domain: str
     wanted = set(domains)
     fixed = {d for d in (affinity_domain, RESIDENT_ID_OID) if d} & wanted
     rest = sorted(wanted - fixed)
-    found = set(conn.execute(sa.select(t_domain.c.oid).where(t_domain.c.oid.in_(rest)))
-                .scalars()) if rest else set()
-    return fixed | found
+    if not rest:
+        return fixed
+    global _KNOWN_DOMAINS
+    if _KNOWN_DOMAINS is None:
+        _KNOWN_DOMAINS = sa.select(t_domain.c.oid).where(
+            t_domain.c.oid.in_(sa.bindparam("oids", expanding=True)))
+    return fixed | set(conn.execute(_KNOWN_DOMAINS, {"oids": rest}).scalars())
+
+
+_KNOWN_DOMAINS = None
 
 
 def register_domains(conn: Connection, identifiers: Sequence[Identifier], *, auto: bool,
