@@ -37,7 +37,7 @@ from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, build_ack, query_response
 from pix_pdq import names as N
 from pix_pdq.index import Identifier, known_domains
-from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
+from pix_pdq.iti8 import check_version
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 
@@ -58,12 +58,7 @@ FIELDS = {
 
 def parse_query(msg: Message) -> tuple[str, dict[str, str], list[str], int, int]:
     """(tag, parameters, what domains, limit, continue after person id); raises Hl7Error."""
-    if msg.version not in SUPPORTED_VERSIONS:
-        raise Hl7Error("AR", HL7.UNSUPPORTED_VERSION_ID,
-                       f"unsupported HL7 version {msg.version!r} (MSH-12)", "MSH^1^12")
-    if msg.processing_id not in PROCESSING_IDS:
-        raise Hl7Error("AR", HL7.UNSUPPORTED_PROCESSING_ID,
-                       f"unsupported processing id {msg.processing_id!r} (MSH-11)", "MSH^1^11")
+    check_version(msg)
     qpd = msg.segment("QPD")
     if qpd is None:
         raise Hl7Error("AE", HL7.SEGMENT_SEQUENCE_ERROR, "the QPD segment is missing", "QPD")

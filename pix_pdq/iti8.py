@@ -84,8 +84,9 @@ class Feed:
 # validation and extraction
 # --------------------------------------------------------------------------------------------
 
-def check_header(msg: Message) -> None:
-    """HL7 v2.5 2.9.2 step 1 and the ITI-8 message types; raises :class:`Hl7Error`."""
+def check_version(msg: Message) -> None:
+    """HL7 v2.5 2.9.2 step 1 (MSH-12 version, MSH-11 processing id), shared by the patient
+    index's transactions; raises :class:`Hl7Error` AR."""
     if msg.version not in SUPPORTED_VERSIONS:
         raise Hl7Error("AR", HL7.UNSUPPORTED_VERSION_ID,
                        f"unsupported HL7 version {msg.version!r} (MSH-12); supported: "
@@ -93,6 +94,11 @@ def check_header(msg: Message) -> None:
     if msg.processing_id not in PROCESSING_IDS:
         raise Hl7Error("AR", HL7.UNSUPPORTED_PROCESSING_ID,
                        f"unsupported processing id {msg.processing_id!r} (MSH-11)", "MSH^1^11")
+
+
+def check_header(msg: Message) -> None:
+    """HL7 v2.5 2.9.2 step 1 and the ITI-8 message types; raises :class:`Hl7Error`."""
+    check_version(msg)
     if not msg.message_type:
         raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING, "MSH-9 message type is missing",
                        "MSH^1^9")
@@ -389,4 +395,5 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
 
 
 __all__ = ["Feed", "SUPPORTED_EVENTS", "SUPPORTED_VERSIONS", "PROCESSING_IDS", "check_header",
+           "check_version",
            "feed_from_message", "demographics_from_pid", "handle"]

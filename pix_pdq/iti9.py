@@ -29,7 +29,7 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import ErrorDetail, Message, Repeat, Segment, query_response
 from pix_pdq.index import Identifier, known_domains
-from pix_pdq.iti8 import PROCESSING_IDS, SUPPORTED_VERSIONS
+from pix_pdq.iti8 import check_version
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 
 QUERY_NAME = "IHE PIX Query"
@@ -37,12 +37,7 @@ QUERY_NAME = "IHE PIX Query"
 
 def check_query(msg: Message) -> tuple[str, Identifier, list[Identifier]]:
     """(query tag, the identifier asked about, the wanted domains); raises :class:`Hl7Error`."""
-    if msg.version not in SUPPORTED_VERSIONS:
-        raise Hl7Error("AR", HL7.UNSUPPORTED_VERSION_ID,
-                       f"unsupported HL7 version {msg.version!r} (MSH-12)", "MSH^1^12")
-    if msg.processing_id not in PROCESSING_IDS:
-        raise Hl7Error("AR", HL7.UNSUPPORTED_PROCESSING_ID,
-                       f"unsupported processing id {msg.processing_id!r} (MSH-11)", "MSH^1^11")
+    check_version(msg)
     if msg.trigger_event != "Q23":
         raise Hl7Error("AE", HL7.UNSUPPORTED_EVENT_CODE,
                        f"unsupported event QBP^{msg.trigger_event}; the PIX Manager answers "

@@ -486,6 +486,15 @@ def test_database_error_midway_rolls_back(ctx, node, monkeypatch):
     assert counts(node.db) == before
 
 
+def together(fn, *args) -> None:
+    """Run ``fn(arg)`` for every arg in its own thread, all at once; wait for all."""
+    threads = [threading.Thread(target=fn, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_submissions(ctx, node):
     results, errors = [], []
 
@@ -497,11 +506,7 @@ def test_concurrent_submissions(ctx, node):
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(lambda _n: worker(), *range(6))
     assert not errors
     assert all(r.ok for r in results), [r.errors for r in results if not r.ok]
     objs = rows(node.db, T.registry_object)
@@ -520,11 +525,7 @@ def test_concurrent_replacement_of_one_document(ctx, node):
         s.replace(first.documents[0])
         results.append(iti42.register(X.registry_context(node, ITI_42), s.build()))
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(lambda _n: worker(), *range(4))
     assert sorted(r.ok for r in results) == [False, False, False, True]
     for r in results:
         if not r.ok:
@@ -566,11 +567,7 @@ def test_concurrent_registrations_of_one_document_unique_id(ctx, node):
         s.document(unique_id=uid, content=f"出院小结 第{n}版".encode())
         results.append(iti42.register(X.registry_context(node, ITI_42), s.build()))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(worker, *range(4))
     assert sorted(r.ok for r in results) == [False, False, False, True]
     assert all(r.codes == [XDS.NonIdenticalHash] for r in results if not r.ok)
     assert len(rows(node.db, T.document_entry, unique_id=uid)) == 1
@@ -585,11 +582,7 @@ def test_concurrent_registrations_of_one_submission_set_unique_id(ctx, node):
         s.document()
         results.append(iti42.register(X.registry_context(node, ITI_42), s.build()))
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(lambda _n: worker(), *range(4))
     assert sorted(r.ok for r in results) == [False, False, False, True]
     assert all(r.codes == [XDS.DuplicateUniqueIdInRegistry] for r in results if not r.ok)
     assert len(rows(node.db, T.submission_set, unique_id=uid)) == 1
