@@ -7,6 +7,8 @@ potential duplicates (list, link, reject).
   value, or by name (exact after normalization, or a prefix: ``张*``); at most 50;
 - ``GET /api/mpi/persons/{id}`` — the person, its identifiers, the matching decisions that
   concern it (``pix_match``) and its pending reviews;
+- ``POST /api/mpi/persons/{id}/unlink?domain=&value=`` — undo a link: that identifier becomes a
+  person of its own (decision kept as ``unlink``);
 - ``GET /api/mpi/reviews?status=pending`` — the queue, oldest first;
 - ``POST /api/mpi/reviews/{id}/link`` — the two persons are one: the reviewed person is merged
   into the candidate (its identifiers move over; refused with 409 when both hold numbers of the
@@ -29,6 +31,7 @@ from starlette.routing import Route
 
 from pix_pdq import linking
 from pix_pdq import names as N
+from pix_pdq.index import Identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
 from pix_pdq.tables import identifier as t_id, match as t_match, person as t_person, \
     review as t_review
@@ -144,6 +147,50 @@ def decide(conn: Connection, review_id: int, verdict: str, user: str,
     return _review(conn.execute(sa.select(t_review).where(t_review.c.id == review_id)).one())
 
 
+def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
+           now: dt.datetime) -> dict:
+    """Undo a link: the identifier ``value`` of ``domain`` leaves the person and becomes a
+    person of its own (with a copy of the demographics known so far); both are filed again
+    under their blocking keys and the decision is kept in ``pix_match`` (``unlink``)."""
+    if not domain or not value:
+        raise AdminError(400, "domain and value name the identifier to unlink")
+    row = conn.execute(sa.select(t_person).where(t_person.c.id == person_id)).first()
+    if row is None or row.status != "active":
+        raise AdminError(404, f"no active person {person_id}")
+    ident = conn.execute(sa.select(t_id).where(
+        t_id.c.person_id == person_id, t_id.c.domain_oid == domain, t_id.c.value == value,
+        t_id.c.status == "active")).first()
+    if ident is None:
+        raise AdminError(404, f"person {person_id} holds no identifier {value} of {domain}")
+    others = conn.execute(sa.select(sa.func.count()).select_from(t_id).where(
+        t_id.c.person_id == person_id, t_id.c.status == "active")).scalar()
+    if others <= 1:
+        raise AdminError(409, "the person's only identifier cannot be unlinked from it")
+    new_id = conn.execute(t_person.insert().values(
+        enterprise_id=None, status="active", demographics=dict(row.demographics or {}),
+        name=row.name, family_name=row.family_name, given_name=row.given_name,
+        birth_date=row.birth_date, sex=row.sex, created_at=now,
+        updated_at=now)).inserted_primary_key[0]
+    if row.enterprise_id is not None and row.enterprise_id == value:  # the enterprise id leaves
+        conn.execute(t_person.update().where(t_person.c.id == person_id).values(
+            enterprise_id=None))
+        conn.execute(t_person.update().where(t_person.c.id == new_id).values(
+            enterprise_id=row.enterprise_id))
+    conn.execute(t_id.update().where(t_id.c.id == ident.id).values(person_id=new_id))
+    for pid in (person_id, new_id):
+        idents = [Identifier(i.value, i.domain_oid) for i in conn.execute(
+            sa.select(t_id.c.domain_oid, t_id.c.value).where(t_id.c.person_id == pid,
+                                                            t_id.c.status == "active"))]
+        linking.index_person(conn, pid, linking.demographics_of(
+            idents, dict(row.demographics or {})))
+    conn.execute(t_match.insert().values(
+        time=now, source=f"unlink by {user}"[:256], identifiers=f"{value}^^^&{domain}&ISO",
+        person_id=new_id, candidate_id=person_id, outcome="unlink", score=None,
+        evidence={"by": user, "from": person_id}))
+    return {"person_id": person_id, "new_person_id": new_id, "identifier": {
+        "domain": domain, "value": value}}
+
+
 def _merge(conn: Connection, subsumed: int, survivor: int, now: dt.datetime) -> None:
     try:
         linking.merge_persons(conn, subsumed, survivor, now)
@@ -192,6 +239,9 @@ def routes(node: Any) -> list[Route]:
             c, r.query_params.get("q", ""))})),
         Route("/api/mpi/persons/{person_id}", answer(lambda c, r: person(
             c, _id(r, "person_id")))),
+        Route("/api/mpi/persons/{person_id}/unlink", answer(lambda c, r: unlink(
+            c, _id(r, "person_id"), r.query_params.get("domain", ""),
+            r.query_params.get("value", ""), user(r), now()), write=True), methods=["POST"]),
         Route("/api/mpi/reviews", answer(lambda c, r: {"reviews": reviews(
             c, r.query_params.get("status", "pending"))})),
         Route("/api/mpi/reviews/{review_id}/link", answer(lambda c, r: decide(
@@ -201,4 +251,4 @@ def routes(node: Any) -> list[Route]:
     ]
 
 
-__all__ = ["AdminError", "decide", "person", "reviews", "routes", "search"]
+__all__ = ["AdminError", "decide", "person", "reviews", "routes", "search", "unlink"]

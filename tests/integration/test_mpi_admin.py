@@ -112,3 +112,32 @@ def test_link_refused_when_both_hold_numbers_of_one_hospital(api, node):
     assert api.get("/api/mpi/reviews").json()["reviews"][0]["status"] == "pending"
     assert api.post("/api/mpi/reviews/999999/reject").status_code == 404
     assert first.person_id != second.person_id
+
+
+def test_unlink_undoes_a_link_with_history(api, node):
+    """The 天坛 number that matching joined to 张三 is taken out again: it becomes a person of
+    its own, both are filed again, and the history says who did it."""
+    first = feed(node, [Identifier("MR0008", XIEHE), Identifier(ZHANG_SAN_ID, RESIDENT_ID_OID)],
+                 demo())
+    linked = feed(node, [Identifier("TT0008", TIANTAN)],
+                  demo(family="章三", ssn="110105900307123"), source="ITI-8 HIS|天坛医院")
+    assert linked.linked and linked.person_id == first.person_id
+    r = api.post(f"/api/mpi/persons/{first.person_id}/unlink",
+                 params={"domain": TIANTAN, "value": "TT0008"},
+                 headers={"X-HIE-User": "档案科".encode()})
+    assert r.status_code == 200, r.text
+    new = r.json()["new_person_id"]
+    assert new != first.person_id
+    moved = api.get(f"/api/mpi/persons/{new}").json()
+    assert [(i["domain"], i["value"]) for i in moved["identifiers"]] == [(TIANTAN, "TT0008")]
+    kept = api.get(f"/api/mpi/persons/{first.person_id}").json()
+    assert (TIANTAN, "TT0008") not in {(i["domain"], i["value"]) for i in kept["identifiers"]}
+    assert [h["outcome"] for h in kept["history"]][-2:] == ["link", "unlink"]
+    assert kept["history"][-1]["evidence"]["by"] == "档案科"
+    assert api.get("/api/mpi/persons", params={"q": "TT0008"}).json()["persons"][0]["id"] == new
+    # refusals leave everything as it was
+    assert api.post(f"/api/mpi/persons/{new}/unlink",
+                    params={"domain": TIANTAN, "value": "TT0008"}).status_code == 409
+    assert api.post(f"/api/mpi/persons/{first.person_id}/unlink",
+                    params={"domain": TIANTAN, "value": "TT0008"}).status_code == 404
+    assert api.post(f"/api/mpi/persons/{first.person_id}/unlink").status_code == 400
