@@ -20,7 +20,7 @@ numbers in PID-3 under 2.16.156.10011.1.3, homophone and variant names, date swa
 mistyped numbers, namesake strangers).
 
 Usage: ``python bench/mpi.py [--db postgres|sqlite] [--datasets febrl4,chinese] [--clients 4]
-[--chinese-n 5000]``
+[--chinese-n 5000] [--workers 2]``
 """
 from __future__ import annotations
 
@@ -201,8 +201,11 @@ def main() -> None:
     ap.add_argument("--datasets", default="febrl4,chinese")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--chinese-n", type=int, default=5000)
+    ap.add_argument("--workers", type=int, default=2, help="HIE_HTTP_WORKERS of the node "
+                    "(each worker serves MLLP too)")
     args = ap.parse_args()
-    emit(bench="mpi", measure="config", db=args.db, datasets=args.datasets, clients=args.clients)
+    emit(bench="mpi", measure="config", db=args.db, datasets=args.datasets, clients=args.clients,
+         workers=args.workers)
     for name in args.datasets.split(","):
         data = febrl4() if name == "febrl4" else chinese(args.chinese_n)
         tmp = Path(tempfile.mkdtemp(prefix="hie-mpi-bench-"))
@@ -212,7 +215,8 @@ def main() -> None:
             from tests.pg import TempPostgres
             pg = TempPostgres("fsync=on", "synchronous_commit=on").start()
             url = pg.url()
-        node = NodeProcess(tmp / "data", url, HIE_AFFINITY_DOMAIN=AFFINITY)
+        node = NodeProcess(tmp / "data", url, HIE_AFFINITY_DOMAIN=AFFINITY,
+                           HIE_HTTP_WORKERS=str(args.workers))
         try:
             measure(name, data, node, args.clients, national_in_pid3=(name == "chinese"))
         finally:

@@ -2,7 +2,8 @@
 health, metrics) under uvicorn, HL7 v2 over MLLP — plus the outbox worker.  Port 0 picks a free
 port; each bound listener prints ``listening <name> <host>:<port>``.  SIGINT / SIGTERM stop it
 cleanly: listeners close, in-flight requests finish, the outbox worker stops, the database pool is
-released.
+released.  With ``HIE_HTTP_WORKERS`` > 1, forked worker processes serve HTTP and MLLP too, each on
+its own sockets of the same two ports; the outbox worker runs in the first process only.
 """
 from __future__ import annotations
 
@@ -123,12 +124,13 @@ def _reap(pids: list[int]) -> None:
             pass
 
 
-def _http_worker(settings: Settings, sock: socket.socket,
+def _http_worker(settings: Settings, sock: socket.socket, mllp_sock: socket.socket,
                  listeners: dict[str, tuple[str, int]]) -> None:
-    """A forked HTTP worker: its own node services (database pool, audit writer) on its own
-    listening socket of the HTTP port (see :func:`_worker_sockets`); MLLP and the outbox worker
-    stay in the main process."""
+    """A forked worker: its own node services (database pool, audit writer) on its own
+    listening sockets of the HTTP and MLLP ports (see :func:`_worker_sockets`); the outbox
+    worker stays in the main process."""
     from hie.app import create_app
+    from pix_pdq.mllp_service import start_mllp
 
     async def serve() -> None:
         node = Node(settings, create_schema=False)
@@ -138,46 +140,47 @@ def _http_worker(settings: Settings, sock: socket.socket,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         node.audit.start()
+        mllp = await start_mllp(node, settings.mllp_bind, settings.mllp_port, sock=mllp_sock)
         try:
             await server.serve(sockets=[sock])
         finally:
+            await mllp.stop()
             node.close()
 
     asyncio.run(serve())
 
 
-def _worker_sockets(settings: Settings, count: int) -> list[socket.socket]:
-    """``count`` listening sockets on one HTTP port, one per worker process.  Where the system
+def _worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port, one per worker process.  Where the system
     has SO_REUSEPORT (Linux) each worker gets its own socket and the kernel spreads new
     connections evenly over them; otherwise (or when the option is refused) they all share one
     socket, which the busiest worker tends to drain (it accepts a whole backlog at a time).
     A worker that dies takes its socket with it, so the kernel stops sending it connections."""
     if hasattr(socket, "SO_REUSEPORT"):
         try:
-            first = _bind(settings.http_host, settings.http_port, reuse_port=True)
-            port = first.getsockname()[1]
-            return [first] + [_bind(settings.http_host, port, reuse_port=True)
-                              for _ in range(count - 1)]
+            first = _bind(host, port, reuse_port=True)
+            chosen = first.getsockname()[1]
+            return [first] + [_bind(host, chosen, reuse_port=True) for _ in range(count - 1)]
         except OSError:
             pass
-    sock = _bind(settings.http_host, settings.http_port)
+    sock = _bind(host, port)
     return [sock] * count
 
 
-def _fork_workers(settings: Settings, socks: list[socket.socket], keep: list[socket.socket],
-                  listeners: dict[str, tuple[str, int]]) -> list[int]:
-    """Fork one worker per socket in ``socks``; each child closes every listening socket but its
-    own (``keep``: sockets of the parent the children must not hold)."""
+def _fork_workers(settings: Settings, socks: list[tuple[socket.socket, socket.socket]],
+                  keep: list[socket.socket], listeners: dict[str, tuple[str, int]]) -> list[int]:
+    """Fork one worker per (HTTP, MLLP) socket pair in ``socks``; each child closes every
+    listening socket but its own (``keep``: sockets of the parent the children must not hold)."""
     pids = []
-    for sock in socks:
+    for own in socks:
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                for other in list(socks) + list(keep):
-                    if other is not sock:
+                for other in [s for pair in socks for s in pair] + list(keep):
+                    if other not in own:
                         other.close()
-                _http_worker(settings, sock, listeners)
+                _http_worker(settings, own[0], own[1], listeners)
             except BaseException:  # pragma: no cover - logged, the parent keeps serving
                 log.exception("HTTP worker failed")
                 code = 1
@@ -193,15 +196,16 @@ def run(settings: Settings) -> int:
         sock = mllp_sock = None
         workers: list[int] = []
         if settings.http_workers > 1:
-            socks = _worker_sockets(settings, settings.http_workers)
-            sock = socks[0]
-            mllp_sock = _bind(settings.mllp_bind, settings.mllp_port)
+            n = settings.http_workers
+            http_socks = _worker_sockets(settings.http_host, settings.http_port, n)
+            mllp_socks = _worker_sockets(settings.mllp_bind, settings.mllp_port, n)
+            sock, mllp_sock = http_socks[0], mllp_socks[0]
             listeners = {"http": sock.getsockname()[:2], "mllp": mllp_sock.getsockname()[:2]}
             node.db.dispose()  # no pooled connection may cross the fork
-            children = [s for s in socks[1:] if s is not sock]
-            workers = _fork_workers(settings, socks[1:], [sock, mllp_sock], listeners)
-            for child_sock in children:  # each child holds its own; see _worker_sockets
-                child_sock.close()
+            pairs = list(zip(http_socks[1:], mllp_socks[1:]))
+            workers = _fork_workers(settings, pairs, [sock, mllp_sock], listeners)
+            for child_sock in {s for pair in pairs for s in pair} - {sock, mllp_sock}:
+                child_sock.close()  # each child holds its own; see _worker_sockets
         server = NodeServer(settings, node, sock, workers, mllp_sock)
     except OSError as exc:
         print(f"hie: cannot start: {exc}", file=sys.stderr)

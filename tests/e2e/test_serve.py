@@ -115,3 +115,35 @@ def test_a_dead_http_worker_leaves_no_unanswered_connections(tmp_path):
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(30)
     assert rc == 0
+
+
+def _feed(addr, n: int) -> bytes:
+    """One ITI-8 ADT^A04 on a new MLLP connection; the acknowledgement's MSA segment."""
+    msg = (f"MSH|^~\\&|HIS|协和医院|HIE|REGION|20261202080000+0800||ADT^A04^ADT_A01|W{n}|P|2.5"
+           f"||||||UNICODE UTF-8\rEVN|A04|20261202080000\rPID|1||W{n:05d}^^^HIS&1.2.156.1.5&ISO"
+           f"||王^芳||19750612|F\r")
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(b"\x0b" + msg.encode() + b"\x1c\r")
+        buf = b""
+        while b"\x1c\r" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    return next((seg for seg in buf.split(b"\r") if seg.startswith(b"MSA")), b"")
+
+
+def test_every_worker_serves_mllp_and_a_dead_one_strands_nothing(tmp_path):
+    proc, listening = _start(tmp_path, HIE_HTTP_WORKERS="2")
+    try:
+        addr = listening["mllp"]
+        assert all(_feed(addr, n).startswith(b"MSA|AA") for n in range(20))
+        host, port = listening["http"]
+        pids = _answering_processes(host, port, 40)
+        os.kill((pids - {proc.pid}).pop(), signal.SIGKILL)
+        time.sleep(0.5)
+        assert all(_feed(addr, n).startswith(b"MSA|AA") for n in range(20, 50))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    assert rc == 0
