@@ -56,8 +56,9 @@ FIELDS = {
 }
 
 
-def parse_query(msg: Message) -> tuple[str, dict[str, str], list[str], int, int]:
-    """(tag, parameters, what domains, limit, continue after person id); raises Hl7Error."""
+def parse_query(msg: Message) -> tuple[dict[str, str], list[str], int, int]:
+    """(parameters, what domains, limit, continue after person id); raises Hl7Error.  (The
+    query tag is echoed from QPD-2 by :func:`hie.hl7v2.query_response`.)"""
     check_version(msg)
     qpd = msg.segment("QPD")
     if qpd is None:
@@ -97,7 +98,7 @@ def parse_query(msg: Message) -> tuple[str, dict[str, str], list[str], int, int]
             raise Hl7Error("AE", HL7.DATA_TYPE_ERROR, "DSC-1 is not a continuation pointer of "
                            "this supplier", "DSC^1^1")
         after = int(pointer)
-    return qpd.value(2), params, wanted, limit, after
+    return params, wanted, limit, after
 
 
 def _like(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
@@ -212,7 +213,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     ctx.message_id = msg.control_id or None
     ctx.extra["message_type"] = f"{msg.message_type}^{msg.trigger_event}"
     try:
-        _tag, params, wanted, limit, after = parse_query(msg)
+        params, wanted, limit, after = parse_query(msg)
     except Hl7Error as err:
         ctx.fail(SERIOUS_FAILURE, err.text)
         return _response(ctx, msg, err.ack_code, err.ack_code, [ErrorDetail.from_error(err)],

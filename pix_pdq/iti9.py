@@ -35,8 +35,9 @@ from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 QUERY_NAME = "IHE PIX Query"
 
 
-def check_query(msg: Message) -> tuple[str, Identifier, list[Identifier]]:
-    """(query tag, the identifier asked about, the wanted domains); raises :class:`Hl7Error`."""
+def check_query(msg: Message) -> tuple[Identifier, list[Identifier]]:
+    """(the identifier asked about, the wanted domains); raises :class:`Hl7Error`.  (The query
+    tag is echoed from QPD-2 by :func:`hie.hl7v2.query_response`.)"""
     check_version(msg)
     if msg.trigger_event != "Q23":
         raise Hl7Error("AE", HL7.UNSUPPORTED_EVENT_CODE,
@@ -60,7 +61,7 @@ def check_query(msg: Message) -> tuple[str, Identifier, list[Identifier]]:
         raise Hl7Error("AE", HL7.REQUIRED_FIELD_MISSING,
                        "QPD-3 has no assigning authority (CX-4)", "QPD^1^3^1^4")
     wanted = [Identifier.from_field(qpd[4], rep) for rep in range(1, len(qpd[4].reps) + 1)]
-    return qpd.value(2), asked, wanted
+    return asked, wanted
 
 
 _PERSON_OF = (sa.select(t_id.c.person_id)
@@ -104,7 +105,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     ctx.message_id = msg.control_id or None
     ctx.extra["message_type"] = f"{msg.message_type}^{msg.trigger_event}"
     try:
-        _tag, asked, wanted = check_query(msg)
+        asked, wanted = check_query(msg)
     except Hl7Error as err:
         ctx.fail(SERIOUS_FAILURE, err.text)
         return _response(ctx, msg, err.ack_code, err.ack_code, [ErrorDetail.from_error(err)],

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 
 from pix_pdq import tables as T
 from pix_pdq.index import Identifier, get_person, record_identity
 from pix_pdq.resident_id import RESIDENT_ID_OID, make
+from tests.integration.test_iti42 import rows
 
 XIEHE = "1.2.156.112604.1.5.1"      # 协和医院 patient numbers
 TIANTAN = "1.2.156.112604.1.5.2"    # 天坛医院 patient numbers
@@ -35,14 +35,6 @@ def demo(family="张三", given="", birth="19900307", sex="M", phone="1380123456
 def feed(db, identifiers, demographics, source="ITI-8 HIS|协和医院"):
     with db.begin() as conn:
         return record_identity(conn, identifiers, demographics, now=NOW, source=source)
-
-
-def rows(db, table, **where):
-    with db.read() as conn:
-        q = sa.select(table)
-        for k, v in where.items():
-            q = q.where(table.c[k] == v)
-        return conn.execute(q).all()
 
 
 def test_one_person_registered_at_two_hospitals_is_linked(database):
