@@ -25,10 +25,16 @@ def install_deliverers(node: Node) -> None:
 def soap_services(node: Node) -> list[SoapService]:
     from xds_registry.service import OPERATIONS as REGISTRY
     from xds_repository.service import OPERATIONS as REPOSITORY
-    return [
+    from pix_pdq.v3_service import PDQ_OPERATIONS, PIX_OPERATIONS
+    services = [
         SoapService(node, "/xds/registry", "DocumentRegistry", REGISTRY),
         SoapService(node, "/xds/repository", "DocumentRepository", REPOSITORY),
     ]
+    if PIX_OPERATIONS:
+        services.append(SoapService(node, "/pix", "PIXManager", PIX_OPERATIONS))
+    if PDQ_OPERATIONS:
+        services.append(SoapService(node, "/pdq", "PDQSupplier", PDQ_OPERATIONS))
+    return services
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -83,8 +89,10 @@ def create_app(node: Node) -> Starlette:
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     from pix_pdq import admin as mpi_admin
+    from pix_pdq import fhir_service
     routes: list = [Route("/healthz", healthz), Route("/metrics", metrics)]
     routes.extend(mpi_admin.routes(node))
+    routes.extend(fhir_service.routes(node))
     if node.settings.bench_endpoints:
         routes.extend(bench_routes())
     for service in soap_services(node):

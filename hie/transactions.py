@@ -59,5 +59,36 @@ ITI_9 = Transaction("ITI-9", "PIX Query", "Patient Identifier Cross-reference Ma
 ITI_21 = Transaction("ITI-21", "Patient Demographics Query", "Patient Demographics Supplier",
                      message_type="QBP", audit_event="110112^DCM^Query")
 
+# HL7 v3 (PIXV3 / PDQV3, ITI TF-2b 3.44 / 3.45 / 3.46 / 3.47): request actions are those of the
+# interactions; ITI-44 accepts three (add, revise, merge) and the national interaction services
+# of the interoperability maturity evaluation add PRPA_IN201311UV02 / PRPA_IN201314UV02.
+ITI_44 = Transaction("ITI-44", "Patient Identity Feed HL7 V3",
+                     "Patient Identifier Cross-reference Manager",
+                     "urn:hl7-org:v3:PRPA_IN201301UV02", "urn:hl7-org:v3:MCCI_IN000002UV01",
+                     audit_event="110110^DCM^Patient Record")
+ITI_45 = Transaction("ITI-45", "PIXV3 Query", "Patient Identifier Cross-reference Manager",
+                     "urn:hl7-org:v3:PRPA_IN201309UV02", "urn:hl7-org:v3:PRPA_IN201310UV02",
+                     audit_event="110112^DCM^Query")
+ITI_46 = Transaction("ITI-46", "PIXV3 Update Notification",
+                     "Patient Identifier Cross-reference Manager",
+                     "urn:hl7-org:v3:PRPA_IN201302UV02", "urn:hl7-org:v3:MCCI_IN000002UV01",
+                     audit_event="110110^DCM^Patient Record")
+ITI_47 = Transaction("ITI-47", "Patient Demographics Query HL7 V3",
+                     "Patient Demographics Supplier",
+                     "urn:hl7-org:v3:PRPA_IN201305UV02", "urn:hl7-org:v3:PRPA_IN201306UV02",
+                     audit_event="110112^DCM^Query")
+ITI_10 = Transaction("ITI-10", "PIX Update Notification",
+                     "Patient Identifier Cross-reference Manager", message_type="ADT^A31",
+                     audit_event="110110^DCM^Patient Record")
+# FHIR (PIXm / PDQm, ITI TF-2 3.83 / 3.78; Patient Identity Feed FHIR, ITI-104)
+ITI_78 = Transaction("ITI-78", "Mobile Patient Demographics Query", "Patient Demographics Supplier",
+                     audit_event="110112^DCM^Query")
+ITI_83 = Transaction("ITI-83", "Mobile Patient Identifier Cross-reference Query",
+                     "Patient Identifier Cross-reference Manager",
+                     audit_event="110112^DCM^Query")
+ITI_104 = Transaction("ITI-104", "Patient Identity Feed FHIR",
+                      "Patient Identifier Cross-reference Manager",
+                      audit_event="110110^DCM^Patient Record")
+
 ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_8, ITI_9,
-                         ITI_21)}
+                         ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78, ITI_83, ITI_104)}
