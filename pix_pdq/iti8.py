@@ -32,7 +32,6 @@ same control id (MSH-10) is not applied again: the stored ACK is returned.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,9 +41,8 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.index import (Identifier, merge_identifiers, national_identifier, record_identity,
-                           register_domains)
-from pix_pdq.estimation import load_model
+from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_patient, run
+from pix_pdq.index import Identifier, national_identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
 
@@ -59,25 +57,6 @@ SUPPORTED_EVENTS = {
 }
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")  # HL7 Table 0104
 PROCESSING_IDS = ("P", "D", "T")  # HL7 Table 0103
-ATTEMPTS = 3  # units of work retried when a concurrent feed wins a unique key
-
-
-class _UnknownDomains(Exception):
-    """Rolls the unit of work back: PID-3 names domains the index does not know."""
-
-    def __init__(self, identifiers):
-        super().__init__("unknown assigning authorities")
-        self.identifiers = identifiers
-
-
-@dataclass(frozen=True)
-class Feed:
-    """What an ADT message says about the patient."""
-
-    event: str
-    identifiers: tuple[Identifier, ...]
-    demographics: dict[str, Any]
-    prior: tuple[Identifier, ...] = ()   # A40: MRG-1, the identifiers merged away
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,19 +263,10 @@ def _log_row(ctx: Context, msg: Message, raw: bytes | None, ack: Message,
             "message": raw if raw is not None else msg.encode(), "person_id": person_id}
 
 
-def _note_patient(ctx: Context, identifiers) -> None:
-    """The audit event's patient: the affinity-domain identifier(s), else the first one."""
-    affinity = ctx.settings.affinity_domain
-    usable = [i for i in identifiers if i.value and i.domain]
-    in_domain = [i for i in usable if affinity and i.oid == affinity]
-    for ident in in_domain or usable[:1]:
-        ctx.note(ident.cx)
-
-
 def _replay(ctx: Context, msg: Message, stored) -> Message:
     ctx.extra["duplicate"] = True
     pid3 = msg.segment("PID")[3] if msg.segment("PID") is not None else Field()
-    _note_patient(ctx, [Identifier.from_field(pid3, r) for r in range(1, len(pid3.reps) + 1)])
+    note_patient(ctx, [Identifier.from_field(pid3, r) for r in range(1, len(pid3.reps) + 1)])
     if stored.ack_code != "AA":
         ctx.fail(SERIOUS_FAILURE, "duplicate of a message acknowledged with " + stored.ack_code)
     ctx.detail = ctx.detail or "duplicate message control id: stored acknowledgement returned"
@@ -335,60 +305,47 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
             raise
         return ack
 
-    affinity = ctx.settings.affinity_domain
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with ctx.db.begin() as conn:
-                stored = _stored(conn, msg)
-                if stored is not None:
-                    return _replay(ctx, msg, stored)
-                source = f"ITI-8 {'|'.join(_sender(msg))}"[:256]
-                unknown = register_domains(conn, feed.identifiers,
-                                           auto=ctx.settings.pix_auto_domains,
-                                           affinity_domain=affinity, source=source,
-                                           now=ctx.now())
-                if unknown:
-                    raise _UnknownDomains(unknown)
-                result = record_identity(conn, feed.identifiers, feed.demographics,
-                                         affinity_domain=affinity, now=ctx.now(),
-                                         source=source, register=False,
-                                         model=load_model(ctx.settings.data_dir))
-                warnings = [
-                    ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
-                                f"identifier {ident.cx} is recorded for another patient; "
-                                "not linked", f"PID^1^3^{feed.identifiers.index(ident) + 1}",
-                                "W")
-                    for ident, _owner in result.conflicts]
-                if feed.prior:
-                    unknown = merge_identifiers(conn, result.person_id, feed.prior,
-                                                ctx.now(), f"ITI-8 A40 {'|'.join(_sender(msg))}")
-                    warnings += [
-                        ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
-                                    f"prior identifier {ident.cx} is not known; nothing merged",
-                                    f"MRG^1^1^{feed.prior.index(ident) + 1}", "W")
-                        for ident in unknown]
-                ack = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
-                conn.execute(feed_log.insert().values(
-                    **_log_row(ctx, msg, raw, ack, result.person_id)))
-            break
-        except IntegrityError:
-            if attempt == ATTEMPTS:
-                raise
-            log.info("ITI-8 %s: concurrent update, retrying (%d)", msg.control_id, attempt)
-        except _UnknownDomains as refused:
-            errors = [ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
-                                  f"assigning authority {i.domain} is not a domain of this "
-                                  "patient index (HIE_PIX_AUTO_DOMAINS is off)",
-                                  f"PID^1^3^{feed.identifiers.index(i) + 1}^4")
-                      for i in refused.identifiers]
-            ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
-            ack = build_ack(msg, "AE", errors, **_ack_kw(ctx, msg))
-            with ctx.db.begin() as conn:
-                conn.execute(feed_log.insert().values(**_log_row(ctx, msg, raw, ack, None)))
-            return ack
+    source = f"ITI-8 {'|'.join(_sender(msg))}"
+
+    def unit() -> tuple[Message, Any, list[ErrorDetail]]:
+        with ctx.db.begin() as conn:
+            stored = _stored(conn, msg)
+            if stored is not None:
+                return _replay(ctx, msg, stored), None, []
+            result = apply_feed(ctx, conn, feed, source)
+            warnings = [
+                ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
+                            f"identifier {ident.cx} is recorded for another patient; not linked",
+                            f"PID^1^3^{feed.identifiers.index(ident) + 1}", "W")
+                for ident in result.conflicts]
+            warnings += [
+                ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                            f"prior identifier {ident.cx} is not known; nothing merged",
+                            f"MRG^1^1^{feed.prior.index(ident) + 1}", "W")
+                for ident in result.unknown_prior]
+            ack = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
+            conn.execute(feed_log.insert().values(
+                **_log_row(ctx, msg, raw, ack, result.person_id)))
+            return ack, result, warnings
+
+    try:
+        ack, result, warnings = run(ctx, unit, msg.control_id)
+    except UnknownDomains as refused:
+        errors = [ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
+                              f"assigning authority {i.domain} is not a domain of this "
+                              "patient index (HIE_PIX_AUTO_DOMAINS is off)",
+                              f"PID^1^3^{feed.identifiers.index(i) + 1}^4")
+                  for i in refused.identifiers]
+        ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
+        ack = build_ack(msg, "AE", errors, **_ack_kw(ctx, msg))
+        with ctx.db.begin() as conn:
+            conn.execute(feed_log.insert().values(**_log_row(ctx, msg, raw, ack, None)))
+        return ack
+    if result is None:  # a duplicate, logged concurrently: the stored ACK
+        return ack
     ctx.extra["person_id"] = result.person_id
     ctx.extra["created"] = result.created
-    _note_patient(ctx, feed.identifiers)
+    note_patient(ctx, feed.identifiers)
     if warnings:
         ctx.detail = "; ".join(w.text for w in warnings)[:4000]
     return ack

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hie.hl7v2 import parse
 from hie.tables import audit_event as t_audit
 from hie.mllp import frame
-from pix_pdq import iti8
+from pix_pdq import feed as pix_feed, iti8
 from pix_pdq.index import Identifier, find_person, get_person, is_known, record_identity
 from pix_pdq.mllp_service import start_mllp
 from pix_pdq.tables import feed_log, person as t_person
@@ -225,7 +225,7 @@ def test_unparseable_messages_are_ar(mllp, aff):
 def test_internal_error_is_ar_207_without_stack_trace(mllp, aff, database, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("database on fire")
-    monkeypatch.setattr(iti8, "record_identity", broken)
+    monkeypatch.setattr(pix_feed, "record_identity", broken)
     with MllpClient(mllp) as c:
         raw = c.request(adt(aff, control_id="I1").encode())
     ack = parse(raw)
