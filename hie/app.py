@@ -19,7 +19,9 @@ from hie.soap_http import SoapService
 def install_deliverers(node: Node) -> None:
     """Register the outbox deliverers of every actor (the outbox worker sends through them)."""
     from xds_registry import forward
+    from pix_pdq import notify
     forward.install(node.outbox)
+    notify.install(node)
 
 
 def soap_services(node: Node) -> list[SoapService]:

@@ -93,7 +93,11 @@ def cmd_mpi(args) -> int:
             print(f"estimated from {n} comparison vector(s): prior {model.prior:.4f}, "
                   f"link >= {model.upper:.2f}, review >= {model.lower:.2f}; saved to {path}")
             if args.relink:
-                merged = estimation.relink(conn, model, dt.datetime.now(dt.timezone.utc))
+                survivors: list[int] = []
+                merged = estimation.relink(conn, model, dt.datetime.now(dt.timezone.utc),
+                                           survivors)
+                from pix_pdq import notify
+                notify.changed(node, conn, survivors)
                 print(f"relinked {merged} person(s)")
     finally:
         node.close()

@@ -370,3 +370,27 @@ class MllpServer:
                 await writer.drain()
             if self._closing:
                 return False
+
+
+def request(host: str, port: int, payload: bytes, timeout: float = 30.0,
+            max_frame_size: int = DEFAULT_MAX_FRAME) -> bytes:
+    """Send one message over a new MLLP connection and return the first block the peer answers
+    (the sending side of HL7 v2.5 Appendix C.4, used for outbound notifications).  Raises
+    OSError (refused, reset, timed out) or :class:`MllpTruncatedFrame` when the peer closes
+    before a whole answer arrived."""
+    decoder = MllpDecoder(max_frame_size)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(frame(payload))
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                decoder.eof()
+                raise MllpTruncatedFrame(0)
+            decoder.feed(chunk)
+            try:
+                answer = decoder.next_frame()
+            except MllpGarbage:
+                continue
+            if answer is not None:
+                return answer

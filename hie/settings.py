@@ -64,6 +64,7 @@ class Settings:
     affinity_domain: str = ""
     validate_patient_id: bool = True
     pix_auto_domains: bool = True  # a feed from an unknown assigning authority registers it
+    pix_consumers: str = ""  # PIX Update Notification (ITI-10 / ITI-46) subscribers, see pix_pdq.notify
     registry_url: str = ""  # empty: the local registry, in-process
     max_query_results: int = 10000  # above: XDSTooManyResults
     max_xml_bytes: int = 64 * 1024 * 1024  # SOAP envelope (root part) size bound

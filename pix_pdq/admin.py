@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pix_pdq import linking
+from pix_pdq import linking, notify
 from pix_pdq import names as N
 from pix_pdq.index import Identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
@@ -126,8 +126,10 @@ def reviews(conn: Connection, status: str = "pending") -> list[dict]:
 
 
 def decide(conn: Connection, review_id: int, verdict: str, user: str,
-           now: dt.datetime) -> dict:
-    """``verdict`` ``link`` (merge the reviewed person into the candidate) or ``reject``."""
+           now: dt.datetime, changed: list[int] | None = None) -> dict:
+    """``verdict`` ``link`` (merge the reviewed person into the candidate) or ``reject``.
+    Persons whose identifiers changed are appended to ``changed``."""
+    changed = changed if changed is not None else []
     r = conn.execute(sa.select(t_review).where(t_review.c.id == review_id)).first()
     if r is None:
         raise AdminError(404, f"no review {review_id}")
@@ -135,6 +137,7 @@ def decide(conn: Connection, review_id: int, verdict: str, user: str,
         raise AdminError(409, f"review {review_id} was already decided ({r.status})")
     if verdict == "link":
         _merge(conn, r.person_id, r.candidate_id, now)
+        changed.append(r.candidate_id)
     conn.execute(t_review.update().where(t_review.c.id == review_id).values(
         status="linked" if verdict == "link" else "rejected", decided_at=now,
         decided_by=user[:256]))
@@ -148,7 +151,7 @@ def decide(conn: Connection, review_id: int, verdict: str, user: str,
 
 
 def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
-           now: dt.datetime) -> dict:
+           now: dt.datetime, changed: list[int] | None = None) -> dict:
     """Undo a link: the identifier ``value`` of ``domain`` leaves the person and becomes a
     person of its own (with a copy of the demographics known so far); both are filed again
     under their blocking keys and the decision is kept in ``pix_match`` (``unlink``)."""
@@ -177,6 +180,8 @@ def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
         conn.execute(t_person.update().where(t_person.c.id == new_id).values(
             enterprise_id=row.enterprise_id))
     conn.execute(t_id.update().where(t_id.c.id == ident.id).values(person_id=new_id))
+    if changed is not None:
+        changed.extend((person_id, new_id))
     for pid in (person_id, new_id):
         idents = [Identifier(i.value, i.domain_oid) for i in conn.execute(
             sa.select(t_id.c.domain_oid, t_id.c.value).where(t_id.c.person_id == pid,
@@ -206,9 +211,11 @@ def routes(node: Any) -> list[Route]:
     def answer(fn, write: bool = False):
         async def endpoint(request: Request) -> JSONResponse:
             try:
-                if write:
+                if write:  # a change of cross-references notifies the PIX consumers
                     with node.db.begin() as conn:
-                        body = fn(conn, request)
+                        changed: list[int] = []
+                        body = fn(conn, request, changed)
+                        notify.changed(node, conn, changed)
                 else:
                     with node.db.read() as conn:
                         body = fn(conn, request)
@@ -239,15 +246,18 @@ def routes(node: Any) -> list[Route]:
             c, r.query_params.get("q", ""))})),
         Route("/api/mpi/persons/{person_id}", answer(lambda c, r: person(
             c, _id(r, "person_id")))),
-        Route("/api/mpi/persons/{person_id}/unlink", answer(lambda c, r: unlink(
+        Route("/api/mpi/persons/{person_id}/unlink", answer(lambda c, r, ch: unlink(
             c, _id(r, "person_id"), r.query_params.get("domain", ""),
-            r.query_params.get("value", ""), user(r), now()), write=True), methods=["POST"]),
+            r.query_params.get("value", ""), user(r), now(), ch), write=True),
+            methods=["POST"]),
         Route("/api/mpi/reviews", answer(lambda c, r: {"reviews": reviews(
             c, r.query_params.get("status", "pending"))})),
-        Route("/api/mpi/reviews/{review_id}/link", answer(lambda c, r: decide(
-            c, _id(r, "review_id"), "link", user(r), now()), write=True), methods=["POST"]),
-        Route("/api/mpi/reviews/{review_id}/reject", answer(lambda c, r: decide(
-            c, _id(r, "review_id"), "reject", user(r), now()), write=True), methods=["POST"]),
+        Route("/api/mpi/reviews/{review_id}/link", answer(lambda c, r, ch: decide(
+            c, _id(r, "review_id"), "link", user(r), now(), ch), write=True),
+            methods=["POST"]),
+        Route("/api/mpi/reviews/{review_id}/reject", answer(lambda c, r, ch: decide(
+            c, _id(r, "review_id"), "reject", user(r), now(), ch), write=True),
+            methods=["POST"]),
     ]
 
 

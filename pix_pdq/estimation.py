@@ -115,9 +115,10 @@ def estimate_model(conn: Connection, start: M.Model | None = None,
     return dataclasses.replace(model, upper=upper, lower=lower), len(vectors)
 
 
-def relink(conn: Connection, model: M.Model, now: dt.datetime) -> int:
+def relink(conn: Connection, model: M.Model, now: dt.datetime,
+           changed: list[int] | None = None) -> int:
     """Merge each person that matching left alone into a candidate that the model now links;
-    returns how many were merged."""
+    returns how many were merged (the survivors are appended to ``changed``)."""
     lonely = conn.execute(sa.select(t_match.c.person_id).distinct().where(
         t_match.c.outcome == "new")).scalars().all()
     merged = 0
@@ -144,6 +145,8 @@ def relink(conn: Connection, model: M.Model, now: dt.datetime) -> int:
             outcome="merge", score=found.decision.score if found.decision else None,
             evidence=found.decision.evidence() if found.decision else {}))
         merged += 1
+        if changed is not None:
+            changed.append(target)
     return merged
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hie.context import Context
+from pix_pdq import notify
 from pix_pdq.estimation import load_model
 from pix_pdq.index import Identifier, merge_identifiers, record_identity, register_domains
 
@@ -76,6 +77,8 @@ def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str) -> FeedR
     if feed.prior:
         unknown_prior = merge_identifiers(conn, result.person_id, feed.prior, ctx.now(),
                                           f"{source} merge"[:256])
+    if result.created or result.added or len(unknown_prior) < len(feed.prior):
+        notify.changed(ctx.node, conn, [result.person_id])  # ITI-10 / ITI-46, via the outbox
     return FeedResult(result.person_id, result.created,
                       tuple(ident for ident, _owner in result.conflicts), tuple(unknown_prior))
 
