@@ -267,6 +267,8 @@ def known_domains(conn: Connection, domains: Iterable[str], affinity_domain: str
     from pix_pdq.tables import domain as t_domain
     wanted = set(domains)
     fixed = {d for d in (affinity_domain, RESIDENT_ID_OID) if d} & wanted
+    seen = _seen_domains.setdefault(str(conn.engine.url), set())
+    fixed |= wanted & seen
     rest = sorted(wanted - fixed)
     if not rest:
         return fixed
@@ -274,10 +276,17 @@ def known_domains(conn: Connection, domains: Iterable[str], affinity_domain: str
     if _KNOWN_DOMAINS is None:
         _KNOWN_DOMAINS = sa.select(t_domain.c.oid).where(
             t_domain.c.oid.in_(sa.bindparam("oids", expanding=True)))
-    return fixed | set(conn.execute(_KNOWN_DOMAINS, {"oids": rest}).scalars())
+    found = set(conn.execute(_KNOWN_DOMAINS, {"oids": rest}).scalars())
+    tx = conn.get_transaction()
+    if tx is None or conn.info.get("domains_written") is not tx:
+        seen |= found   # committed rows: a domain once known stays known (none is removed)
+    return fixed | found
 
 
 _KNOWN_DOMAINS = None
+# database URL -> domains seen registered by committed units of work; domains are never
+# removed, so each process keeps them and a feed from a known hospital costs no look-up
+_seen_domains: dict[str, set[str]] = {}
 
 
 def register_domains(conn: Connection, identifiers: Sequence[Identifier], *, auto: bool,
@@ -294,6 +303,7 @@ def register_domains(conn: Connection, identifiers: Sequence[Identifier], *, aut
     rows = {i.domain: {"oid": i.domain, "namespace": i.namespace, "source": source[:256],
                        "auto": True, "created_at": now} for i in unknown}
     conn.execute(t_domain.insert(), list(rows.values()))
+    conn.info["domains_written"] = conn.get_transaction()  # not committed: not to be cached
     return []
 
 
@@ -350,6 +360,23 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
     return None
 
 
+_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# statements of record_identity, built once (building one per feed cost more than running it)
+_INSERT_PERSON = t_person.insert()
+_PERSON_DEMOGRAPHICS = sa.select(t_person.c.demographics, t_person.c.enterprise_id).where(
+    t_person.c.id == sa.bindparam("person"))
+_UPDATE_COLUMNS = ("demographics", "updated_at", "name", "family_name", "given_name",
+                   "birth_date", "sex")
+_UPDATE_PERSON = t_person.update().where(t_person.c.id == sa.bindparam("person")).values(
+    {c: sa.bindparam(c) for c in _UPDATE_COLUMNS})
+_UPDATE_PERSON_EID = t_person.update().where(t_person.c.id == sa.bindparam("person")).values(
+    {c: sa.bindparam(c) for c in _UPDATE_COLUMNS + ("enterprise_id",)})
+_INSERT_IDENTIFIER = t_id.insert()
+_NATIONAL_OF = sa.select(t_id.c.value).where(
+    t_id.c.person_id == sa.bindparam("person"), t_id.c.domain_oid == RESIDENT_ID_OID,
+    t_id.c.status == ACTIVE).limit(1)
+
+
 class InvalidIdentity(ValueError):
     """The identifiers sent cannot identify a patient (ITI-8 answers AE)."""
 
@@ -385,6 +412,11 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     unit of work.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    if conn.dialect.name == "postgresql":
+        # plans for this unit of work are made with the values and the tables' sizes of now: a
+        # generic plan cached while the index was small (a fresh platform loading its hospitals'
+        # patients) would scan whole tables until autovacuum analyzes them again
+        conn.exec_driver_sql(_CUSTOM_PLANS)
     unique: list[Identifier] = []
     seen: set[tuple[str, str]] = set()
     demo_new = dict(demographics or {})
@@ -418,17 +450,19 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     created = person_id is None
     if created:
         demo = merge_demographics({}, demo_new)
-        person_id = conn.execute(t_person.insert().values(
+        person_id = conn.execute(_INSERT_PERSON, dict(
             enterprise_id=enterprise_id, status=ACTIVE, demographics=demo, created_at=now,
             updated_at=now, **_columns(demo))).inserted_primary_key[0]
     else:
-        row = conn.execute(sa.select(t_person.c.demographics, t_person.c.enterprise_id)
-                           .where(t_person.c.id == person_id)).one()
+        row = conn.execute(_PERSON_DEMOGRAPHICS, {"person": person_id}).one()
         demo = merge_demographics(row.demographics or {}, demo_new)
-        values: dict[str, Any] = {"demographics": demo, "updated_at": now, **_columns(demo)}
+        values: dict[str, Any] = {"person": person_id, "demographics": demo, "updated_at": now,
+                                  **_columns(demo)}
         if row.enterprise_id is None and enterprise_id is not None:
             values["enterprise_id"] = enterprise_id
-        conn.execute(t_person.update().where(t_person.c.id == person_id).values(**values))
+            conn.execute(_UPDATE_PERSON_EID, values)
+        else:
+            conn.execute(_UPDATE_PERSON, values)
     added, conflicts = [], []
     for ident in unique:
         owner = owners.get((ident.domain, ident.value))
@@ -437,7 +471,7 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
         elif owner != person_id:
             conflicts.append((ident, owner))
     if added:
-        conn.execute(t_id.insert(), [
+        conn.execute(_INSERT_IDENTIFIER, [
             {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
              "domain_namespace": i.namespace, "domain_type": i.domain_type,
              "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
@@ -445,12 +479,10 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
         linking.record_decisions(conn, now=now, source=source, identifiers=unique,
                                  person_id=person_id, result=match, model=model)
     national = [i for i in unique if i.domain == RESIDENT_ID_OID]
-    if not national:
-        value = conn.execute(sa.select(t_id.c.value).where(
-            t_id.c.person_id == person_id, t_id.c.domain_oid == RESIDENT_ID_OID,
-            t_id.c.status == ACTIVE).limit(1)).scalar()
+    if not national and not created:  # a new person holds only the identifiers just added
+        value = conn.execute(_NATIONAL_OF, {"person": person_id}).scalar()
         national = [Identifier(value, RESIDENT_ID_OID)] if value else []
-    linking.index_person(conn, person_id, linking.demographics_of(national, demo))
+    linking.index_person(conn, person_id, linking.demographics_of(national, demo), fresh=created)
     return RecordResult(person_id, created, tuple(added), tuple(conflicts),
                         linked=match is not None and match.person_id is not None)
 

@@ -244,12 +244,17 @@ def _ack_kw(ctx: Context, msg: Message) -> dict[str, Any]:
     return {"sending_application": msg.msh[5] or "HIE", "timestamp": ctx.now()}
 
 
+_STORED = sa.select(feed_log.c.ack, feed_log.c.ack_code, feed_log.c.person_id).where(
+    feed_log.c.sending_application == sa.bindparam("app"),
+    feed_log.c.sending_facility == sa.bindparam("facility"),
+    feed_log.c.control_id == sa.bindparam("control_id"))
+_LOG = feed_log.insert()
+
+
 def _stored(conn, msg: Message):
     app, facility = _sender(msg)
-    return conn.execute(sa.select(feed_log.c.ack, feed_log.c.ack_code, feed_log.c.person_id)
-                         .where(feed_log.c.sending_application == app,
-                                feed_log.c.sending_facility == facility,
-                                feed_log.c.control_id == msg.control_id[:199])).first()
+    return conn.execute(_STORED, {"app": app, "facility": facility,
+                                  "control_id": msg.control_id[:199]}).first()
 
 
 def _log_row(ctx: Context, msg: Message, raw: bytes | None, ack: Message,
@@ -284,11 +289,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         ctx.fail(SERIOUS_FAILURE, err.text)
         return ack_for_error(msg, err, **_ack_kw(ctx, msg))
 
-    with ctx.db.read() as conn:
-        stored = _stored(conn, msg)
-    if stored is not None:
-        return _replay(ctx, msg, stored)
-
+    # a message already received is found inside the unit of work below (or, for one refused
+    # as malformed, by the unique key of its feed log row): no look-up of its own here
     try:
         feed = feed_from_message(msg)
     except Hl7Error as err:
@@ -296,7 +298,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         ack = ack_for_error(msg, err, **_ack_kw(ctx, msg))
         try:
             with ctx.db.begin() as conn:
-                conn.execute(feed_log.insert().values(**_log_row(ctx, msg, raw, ack, None)))
+                conn.execute(_LOG, _log_row(ctx, msg, raw, ack, None))
         except IntegrityError:  # the same message, logged concurrently
             with ctx.db.read() as conn:
                 stored = _stored(conn, msg)
@@ -324,8 +326,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                             f"MRG^1^1^{feed.prior.index(ident) + 1}", "W")
                 for ident in result.unknown_prior]
             ack = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
-            conn.execute(feed_log.insert().values(
-                **_log_row(ctx, msg, raw, ack, result.person_id)))
+            conn.execute(_LOG, _log_row(ctx, msg, raw, ack, result.person_id))
             return ack, result, warnings
 
     try:
@@ -339,7 +340,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
         ack = build_ack(msg, "AE", errors, **_ack_kw(ctx, msg))
         with ctx.db.begin() as conn:
-            conn.execute(feed_log.insert().values(**_log_row(ctx, msg, raw, ack, None)))
+            conn.execute(_LOG, _log_row(ctx, msg, raw, ack, None))
         return ack
     if result is None:  # a duplicate, logged concurrently: the stored ACK
         return ack

@@ -105,23 +105,38 @@ def keys_of(d: M.Demographics) -> list[str]:
     return [k[:KEY_LEN] for k in dict.fromkeys(keys)]
 
 
-def index_person(conn: Connection, person_id: int, d: M.Demographics) -> None:
-    """File ``person_id`` under the keys of ``d`` (replacing its previous keys)."""
-    conn.execute(t_block.delete().where(t_block.c.person_id == person_id))
+def index_person(conn: Connection, person_id: int, d: M.Demographics,
+                 fresh: bool = False) -> None:
+    """File ``person_id`` under the keys of ``d`` (replacing its previous keys; a ``fresh``
+    person has none yet)."""
+    if not fresh:
+        conn.execute(_DELETE_BLOCKS, {"person": person_id})
     keys = keys_of(d)
-    if keys:
+    if not keys:
+        return
+    if conn.dialect.name == "postgresql":  # one statement, one round trip
+        conn.execute(_INSERT_BLOCKS_PG, {"keys": keys, "person": person_id})
+    else:
         conn.execute(t_block.insert(), [{"key": k, "person_id": person_id} for k in keys])
+
+
+_DELETE_BLOCKS = t_block.delete().where(t_block.c.person_id == sa.bindparam("person"))
+_INSERT_BLOCKS_PG = sa.text("INSERT INTO pix_block (key, person_id) "
+                            "SELECT unnest(CAST(:keys AS varchar[])), :person")
 
 
 # --------------------------------------------------------------------------------------------
 # candidates
 # --------------------------------------------------------------------------------------------
 
-_CANDIDATES = (sa.select(t_block.c.person_id).distinct()
-               .select_from(t_block.join(t_person, t_person.c.id == t_block.c.person_id))
-               .where(t_block.c.key.in_(sa.bindparam("keys", expanding=True)),
-                      t_person.c.status == ACTIVE)
-               .limit(MAX_CANDIDATES))
+# pix_block alone, through its (key, person_id) key: a join to pix_person here let the planner
+# drive from pix_person (a scan of the whole index per feed) whenever its statistics were stale;
+# only active persons are filed, and _candidate_persons keeps only active ones anyway
+# (no DISTINCT either: with it the planner preferred walking the person_id index in order and
+# filtering on the key); duplicates are removed here
+_CANDIDATES = (sa.select(t_block.c.person_id)
+               .where(t_block.c.key.in_(sa.bindparam("keys", expanding=True)))
+               .limit(4 * MAX_CANDIDATES))
 _NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
     t_block.c.key == sa.bindparam("key"))
 _TOTAL = sa.select(sa.func.count()).select_from(t_person).where(t_person.c.status == ACTIVE)
@@ -148,16 +163,19 @@ def name_share(conn: Connection, full_name: str) -> float | None:
     return max(count, 1) / max(total, 1)
 
 
+_CANDIDATE_ROWS = sa.select(t_person.c.id, t_person.c.demographics, t_person.c.enterprise_id).where(
+    t_person.c.id.in_(sa.bindparam("ids", expanding=True)), t_person.c.status == ACTIVE)
+_CANDIDATE_IDENTIFIERS = sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value).where(
+    t_id.c.person_id.in_(sa.bindparam("ids", expanding=True)), t_id.c.status == ACTIVE)
+
+
 def _candidate_persons(conn: Connection, ids: Sequence[int]
                        ) -> dict[int, tuple[M.Demographics, set[str], str | None]]:
     if not ids:
         return {}
-    rows = conn.execute(sa.select(t_person.c.id, t_person.c.demographics,
-                                  t_person.c.enterprise_id)
-                        .where(t_person.c.id.in_(list(ids)))).all()
+    rows = conn.execute(_CANDIDATE_ROWS, {"ids": list(ids)}).all()
     idents: dict[int, list[Any]] = {}
-    for r in conn.execute(sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value)
-                          .where(t_id.c.person_id.in_(list(ids)), t_id.c.status == ACTIVE)):
+    for r in conn.execute(_CANDIDATE_IDENTIFIERS, {"ids": list(ids)}):
         idents.setdefault(r.person_id, []).append(r)
     out = {}
     for r in rows:
@@ -197,7 +215,8 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     keys = [k for k in keys_of(d) if not k.startswith(NAME_KEY)]
     if not keys:
         return MatchResult()
-    ids = list(conn.execute(_CANDIDATES, {"keys": keys}).scalars())
+    ids = list(dict.fromkeys(conn.execute(_CANDIDATES, {"keys": keys}).scalars()))[
+        :MAX_CANDIDATES]
     persons = _candidate_persons(conn, ids)
     share = name_share(conn, d.full_name)
     domains = {i.domain for i in identifiers}
@@ -220,6 +239,9 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
         elif dec.outcome in ("link", "review"):
             result.reviews.append((pid, dec))
     return result
+
+
+_INSERT_MATCH = t_match.insert()
 
 
 def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
@@ -247,7 +269,7 @@ def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
         rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
                      "candidate_id": cand, "outcome": "review", "score": dec.score,
                      "evidence": {**dec.evidence(), "thresholds": thresholds}})
-    conn.execute(t_match.insert(), rows)
+    conn.execute(_INSERT_MATCH, rows)
     queue = [{"person_id": person_id, "candidate_id": cand, "score": dec.score,
               "evidence": dec.evidence(), "status": "pending", "created_at": now}
              for cand, dec in result.reviews if cand != person_id]
