@@ -108,18 +108,32 @@ def _like(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
     return column == value
 
 
-def search(conn: Connection, params: dict[str, str], after: int, limit: int) -> list[Any]:
-    """Active persons matching ``params``, by id, after ``after``; at most ``limit + 1``."""
+def _name_condition(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
+    return _like(column, N.normalize(value.rstrip("*")) + ("*" if value.endswith("*") else ""))
+
+
+def _conditions(params: dict[str, str]) -> list[sa.ColumnElement]:
+    """The SQL conditions of ``params`` (address and phone are checked in Python)."""
     p = t_person.c
     where = [p.status == ACTIVE]
     if "family" in params:
-        where.append(_like(p.family_name, N.normalize(params["family"].rstrip("*"))
-                           + ("*" if params["family"].endswith("*") else "")))
+        where.append(_name_condition(p.family_name, params["family"]))
     if "given" in params:
-        where.append(_like(p.given_name, N.normalize(params["given"].rstrip("*"))
-                           + ("*" if params["given"].endswith("*") else "")))
+        where.append(_name_condition(p.given_name, params["given"]))
+    if "name" in params:   # any part of the name, or the whole display name (张三)
+        value = params["name"]
+        whole = value.rstrip("*").replace("%", "").replace("_", "")
+        where.append(sa.or_(_name_condition(p.family_name, value),
+                            _name_condition(p.given_name, value),
+                            p.name.like(whole + "%") if value.endswith("*") else p.name == whole))
     if "birth" in params:
         where.append(p.birth_date == params["birth"][:8])
+    if "birth_from" in params:   # inclusive bounds, YYYYMMDD
+        where.append(p.birth_date >= params["birth_from"])
+    if "birth_to" in params:
+        where.append(p.birth_date <= params["birth_to"])
+    if "person_id" in params:
+        where.append(p.id == int(params["person_id"]))
     if "sex" in params:
         where.append(p.sex == params["sex"][:1].upper())
     id_filters = []
@@ -136,13 +150,26 @@ def search(conn: Connection, params: dict[str, str], after: int, limit: int) -> 
                                                    params["resident_id"])))
     for cond in id_filters:
         where.append(p.id.in_(sa.select(t_id.c.person_id).where(cond)))
+    return where
+
+
+def search(conn: Connection, params: dict[str, str], after: int, limit: int,
+           before: int | None = None) -> list[Any]:
+    """Active persons matching ``params``, by id, after ``after``; at most ``limit + 1``.
+    With ``before``: those with a smaller id than ``before``, the nearest first (a previous
+    page read backwards)."""
+    p = t_person.c
+    where = _conditions(params)
     out: list[Any] = []
     page = limit + 1 if not _filters_after(params) else 4 * (limit + 1)
     while len(out) <= limit:
         # address and phone live in the kept demographics: checked here, page after page, so
         # that an increment is full whenever enough persons match
-        rows = conn.execute(sa.select(t_person).where(*where, p.id > after)
-                            .order_by(p.id).limit(page)).all()
+        if before is None:
+            q = sa.select(t_person).where(*where, p.id > after).order_by(p.id)
+        else:
+            q = sa.select(t_person).where(*where, p.id < before).order_by(p.id.desc())
+        rows = conn.execute(q.limit(page)).all()
         for r in rows:
             demo = dict(r.demographics or {})
             if _address_matches(demo, params) and _phone_matches(demo, params):
@@ -151,22 +178,43 @@ def search(conn: Connection, params: dict[str, str], after: int, limit: int) -> 
                     break
         if len(rows) < page:
             break
-        after = rows[-1].id
+        if before is None:
+            after = rows[-1].id
+        else:
+            before = rows[-1].id
     return out
+
+
+def count(conn: Connection, params: dict[str, str]) -> int:
+    """How many active persons match ``params`` (PDQm's Bundle.total)."""
+    where = _conditions(params)
+    if not _filters_after(params):
+        return conn.execute(sa.select(sa.func.count()).select_from(t_person)
+                            .where(*where)).scalar_one()
+    total = 0
+    for demo in conn.execute(sa.select(t_person.c.demographics).where(*where)).scalars():
+        demo = dict(demo or {})
+        total += _address_matches(demo, params) and _phone_matches(demo, params)
+    return total
 
 
 def _filters_after(params: dict[str, str]) -> bool:
     return "phone" in params or any(k in params for k in ("street", "other", "city", "state",
-                                                           "zip"))
+                                                           "zip", "country", "address"))
 
 
 def _address_matches(demo: dict, params: dict[str, str]) -> bool:
-    keys = {"street": "street", "other": "other", "city": "city", "state": "state", "zip": "zip"}
+    keys = {"street": "street", "other": "other", "city": "city", "state": "state", "zip": "zip",
+            "country": "country"}
     wanted = {k: v for k, v in params.items() if k in keys}
-    if not wanted:
+    anywhere = params.get("address")   # any part of the address (FHIR ``address``)
+    if not wanted and anywhere is None:
         return True
     for a in demo.get("addresses") or []:
-        if all(_text_matches(str(a.get(keys[k], "")), v) for k, v in wanted.items()):
+        if all(_text_matches(str(a.get(keys[k], "")), v) for k, v in wanted.items()) and (
+                anywhere is None or any(_text_matches(str(a.get(k, "")), anywhere)
+                                        for k in ("street", "other", "city", "state", "zip",
+                                                  "country", "county"))):
             return True
     return False
 
@@ -253,4 +301,4 @@ def cancel(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     return build_ack(msg, "AA", sending_application=msg.msh[5] or "HIE", timestamp=ctx.now())
 
 
-__all__ = ["QUERY_NAME", "cancel", "handle", "parse_query", "search"]
+__all__ = ["QUERY_NAME", "cancel", "count", "handle", "parse_query", "search"]
