@@ -33,7 +33,7 @@ from pix_pdq import linking, notify
 from pix_pdq import names as N
 from pix_pdq.index import Identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
-from pix_pdq.tables import identifier as t_id, match as t_match, person as t_person, \
+from pix_pdq.tables import MERGED, identifier as t_id, match as t_match, person as t_person, \
     review as t_review
 
 LIMIT = 50
@@ -154,7 +154,10 @@ def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
            now: dt.datetime, changed: list[int] | None = None) -> dict:
     """Undo a link: the identifier ``value`` of ``domain`` leaves the person and becomes a
     person of its own (with a copy of the demographics known so far); both are filed again
-    under their blocking keys and the decision is kept in ``pix_match`` (``unlink``)."""
+    under their blocking keys and the decision is kept in ``pix_match`` (``unlink``).  An
+    identifier retired by a merge (ADT^A40, PRPA_IN201304UV02, a review's link) is the undo of
+    that merge: it becomes active again, in a person of its own, so the XDS registry again
+    knows it and no longer returns its documents for the survivor."""
     if not domain or not value:
         raise AdminError(400, "domain and value name the identifier to unlink")
     row = conn.execute(sa.select(t_person).where(t_person.c.id == person_id)).first()
@@ -162,12 +165,13 @@ def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
         raise AdminError(404, f"no active person {person_id}")
     ident = conn.execute(sa.select(t_id).where(
         t_id.c.person_id == person_id, t_id.c.domain_oid == domain, t_id.c.value == value,
-        t_id.c.status == "active")).first()
+        t_id.c.status.in_(("active", MERGED)))).first()
     if ident is None:
         raise AdminError(404, f"person {person_id} holds no identifier {value} of {domain}")
+    unmerge = ident.status == MERGED
     others = conn.execute(sa.select(sa.func.count()).select_from(t_id).where(
         t_id.c.person_id == person_id, t_id.c.status == "active")).scalar()
-    if others <= 1:
+    if others <= 1 and not unmerge:
         raise AdminError(409, "the person's only identifier cannot be unlinked from it")
     new_id = conn.execute(t_person.insert().values(
         enterprise_id=None, status="active", demographics=dict(row.demographics or {}),
@@ -179,7 +183,8 @@ def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
             enterprise_id=None))
         conn.execute(t_person.update().where(t_person.c.id == new_id).values(
             enterprise_id=row.enterprise_id))
-    conn.execute(t_id.update().where(t_id.c.id == ident.id).values(person_id=new_id))
+    conn.execute(t_id.update().where(t_id.c.id == ident.id).values(person_id=new_id,
+                                                                   status="active"))
     if changed is not None:
         changed.extend((person_id, new_id))
     for pid in (person_id, new_id):
@@ -190,8 +195,8 @@ def unlink(conn: Connection, person_id: int, domain: str, value: str, user: str,
             idents, dict(row.demographics or {})))
     conn.execute(t_match.insert().values(
         time=now, source=f"unlink by {user}"[:256], identifiers=f"{value}^^^&{domain}&ISO",
-        person_id=new_id, candidate_id=person_id, outcome="unlink", score=None,
-        evidence={"by": user, "from": person_id}))
+        person_id=new_id, candidate_id=person_id, outcome="unmerge" if unmerge else "unlink",
+        score=None, evidence={"by": user, "from": person_id}))
     return {"person_id": person_id, "new_person_id": new_id, "identifier": {
         "domain": domain, "value": value}}
 

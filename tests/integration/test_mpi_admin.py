@@ -141,3 +141,37 @@ def test_unlink_undoes_a_link_with_history(api, node):
     assert api.post(f"/api/mpi/persons/{first.person_id}/unlink",
                     params={"domain": TIANTAN, "value": "TT0008"}).status_code == 404
     assert api.post(f"/api/mpi/persons/{first.person_id}/unlink").status_code == 400
+
+
+def test_unlink_of_a_merged_identifier_undoes_the_merge(api, node):
+    """An A40 merge retired 王芳's second enterprise ID under the first; the operator finds it
+    was wrong: unlinking the retired identifier makes it an active person of its own again, the
+    registry knows it again, and the survivor no longer answers for it."""
+    from pix_pdq.index import is_known, merge_identifiers, patient_aliases
+    aff = node.settings.affinity_domain
+    one = feed(node, [Identifier("WF0001", aff), Identifier("MR0101", XIEHE)],
+               demo(family="王芳", sex="F"))
+    two = feed(node, [Identifier("WF0002", aff), Identifier("TT0101", TIANTAN)],
+               demo(family="王芳", sex="F", birth="19850101", phone="", address=None))
+    assert one.person_id != two.person_id
+    with node.db.begin() as conn:
+        assert merge_identifiers(conn, one.person_id, [Identifier("WF0002", aff)], NOW) == []
+    second = f"WF0002^^^&{aff}&ISO"
+    with node.db.read() as conn:
+        assert not is_known(conn, second, aff)
+    merged = api.get(f"/api/mpi/persons/{one.person_id}").json()
+    assert {"value": "WF0002", "status": "merged"}.items() <= next(
+        i for i in merged["identifiers"] if i["value"] == "WF0002").items()
+
+    r = api.post(f"/api/mpi/persons/{one.person_id}/unlink",
+                 params={"domain": aff, "value": "WF0002"})
+    assert r.status_code == 200, r.text
+    new = r.json()["new_person_id"]
+    with node.db.read() as conn:
+        assert is_known(conn, second, aff)
+        assert second not in patient_aliases(conn, f"WF0001^^^&{aff}&ISO")
+    moved = api.get(f"/api/mpi/persons/{new}").json()
+    assert [(i["value"], i["status"]) for i in moved["identifiers"]] == [("WF0002", "active")]
+    kept = api.get(f"/api/mpi/persons/{one.person_id}").json()
+    assert kept["history"][-1]["outcome"] == "unmerge"
+    assert "WF0002" not in {i["value"] for i in kept["identifiers"]}
