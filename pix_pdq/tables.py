@@ -140,3 +140,23 @@ feed_log = sa.Table(
     sa.UniqueConstraint("sending_application", "sending_facility", "control_id",
                         name="uq_pix_feed_log_sender_control_id"),
 )
+
+# PDQV3 continuation state (ITI TF-2b 3.47.4.3): a QUQI_IN000003UV01 names only the queryId, so
+# the query it continues is kept here — in the database, so any HTTP worker process can answer
+# it — by (sender device id, queryId): the parameters, the echoed queryByParameter, the last
+# person id sent (the index is paged by person id, as ITI-21 pages its DSC pointer) and the
+# counts.  Rows go when the query is finished or cancelled, or a day after their last use.
+pdq_query = sa.Table(
+    "pix_pdq_query", metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("sender", sa.String(HD_LEN), nullable=False),
+    sa.Column("query_id", sa.String(HD_LEN), nullable=False),
+    sa.Column("params", JSON, nullable=False, default=dict),
+    sa.Column("query", sa.LargeBinary),                         # queryByParameter, echoed
+    sa.Column("after", BIGINT, nullable=False, default=0),      # last person id sent
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("total", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.UniqueConstraint("sender", "query_id", name="uq_pix_pdq_query_sender_query_id"),
+)
