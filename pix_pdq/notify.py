@@ -34,7 +34,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
@@ -179,7 +179,8 @@ def render(conn: Connection, consumer: Consumer, person_id: int, *, sender: str,
 # delivery
 # --------------------------------------------------------------------------------------------
 
-def _consumer_for(node: Any, msg: OutboxMessage) -> Consumer:
+def consumer_for(node: Any, msg: OutboxMessage) -> Consumer:
+    """The configured consumer a queued notification is addressed to."""
     for c in consumers(node.settings):
         if c.url == msg.destination and c.kind == msg.kind:
             return c
@@ -190,7 +191,7 @@ def _consumer_for(node: Any, msg: OutboxMessage) -> Consumer:
 
 def deliver_iti10(node: Any, msg: OutboxMessage) -> None:
     from hie.mllp import request
-    consumer = _consumer_for(node, msg)
+    consumer = consumer_for(node, msg)
     person_id = int(json.loads(msg.payload)["person"])
     now = dt.datetime.now(dt.timezone.utc)
     with node.db.read() as conn:
@@ -213,11 +214,13 @@ def deliver_iti10(node: Any, msg: OutboxMessage) -> None:
     if code not in ("AA", "CA"):
         raise DeliveryError(f"ITI-10 to {consumer.url}: acknowledged {code or '(no MSA-1)'}: "
                             f"{ack.get('ERR-8') or ack.get('MSA-3') or ack.get('ERR-1')}")
-    _audit(node, "ITI-10", consumer, person_id, a31.control_id)
+    audit_sent(node, "ITI-10", consumer, person_id, a31.control_id)
 
 
-def _audit(node: Any, tx_id: str, consumer: Consumer, person_id: int, message_id: str) -> None:
-    """One ATNA "Patient Record" event per notification sent (ITI TF-2a 3.10.5.1)."""
+def audit_sent(node: Any, tx_id: str, consumer: Consumer, person_id: int,
+               message_id: str) -> None:
+    """One ATNA "Patient Record" event per notification sent (ITI TF-2a 3.10.5.1, ITI TF-2b
+    3.46.5.1)."""
     from hie.context import Context
     from hie.transactions import ALL
     try:
@@ -229,15 +232,12 @@ def _audit(node: Any, tx_id: str, consumer: Consumer, person_id: int, message_id
         log.exception("%s: audit record failed", tx_id)
 
 
-Renderer = Callable[[Any, OutboxMessage], None]
-V3_DELIVERER: list[Renderer] = []  # ITI-46, installed by the HL7 v3 side when present
-
-
 def install(node: Any) -> None:
+    from pix_pdq import iti46
     node.outbox.register(ITI_10_KIND, functools.partial(deliver_iti10, node))
-    if V3_DELIVERER:
-        node.outbox.register(ITI_46_KIND, functools.partial(V3_DELIVERER[0], node))
+    node.outbox.register(ITI_46_KIND, functools.partial(iti46.deliver, node))
 
 
-__all__ = ["Consumer", "ITI_10_KIND", "ITI_46_KIND", "build_a31", "changed", "consumers",
-           "current_identifiers", "deliver_iti10", "install", "render"]
+__all__ = ["Consumer", "ITI_10_KIND", "ITI_46_KIND", "audit_sent", "build_a31", "changed",
+           "consumer_for", "consumers", "current_identifiers", "deliver_iti10", "install",
+           "render"]
