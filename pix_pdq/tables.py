@@ -59,6 +59,10 @@ person = sa.Table(
     sa.Column("demographics", JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # PDQ by family name (ITI-21 @PID.5.1, ITI-47, PDQm family): equality and prefix (张*) —
+    # pattern operators on PostgreSQL, whose LIKE cannot use a collation-ordered index
+    sa.Index("ix_pix_person_family_name", "family_name", "id",
+             postgresql_ops={"family_name": "varchar_pattern_ops"}),
 )
 
 identifier = sa.Table(
