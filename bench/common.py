@@ -61,6 +61,20 @@ def rss_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its children (threads included;
+    children that already exited are not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
 def reset_peak(pid: int) -> None:
     """Reset VmHWM of a process and its children (Linux >= 4.0: write 5 to clear_refs)."""
     for p in _family(pid):

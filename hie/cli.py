@@ -5,6 +5,7 @@
     hie config                 print the effective settings
     hie outbox status|retry    inspect the durable outbox, re-queue dead messages
     hie mpi estimate [--relink]
+    hie mpi reindex              file every person again under the current blocking keys
                                estimate the patient index's matching model from its feeds
 """
 from __future__ import annotations
@@ -82,6 +83,13 @@ def cmd_mpi(args) -> int:
     from pix_pdq import estimation
     settings = _settings(args)
     node = Node(settings)
+    if args.action == "reindex":
+        from pix_pdq import linking
+        try:
+            print(f"filed {linking.reindex(node.db)} person(s) under the current blocking keys")
+        finally:
+            node.close()
+        return 0
     try:
         with node.db.begin() as conn:
             model, n = estimation.estimate_model(conn, estimation.load_model(settings.data_dir))
@@ -120,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("outbox", help="durable outbox: status, retry dead messages")
     o.add_argument("action", choices=["status", "retry"])
     o.set_defaults(func=cmd_outbox)
-    m = sub.add_parser("mpi", help="patient index: estimate the matching model from the feeds")
-    m.add_argument("action", choices=["estimate"])
+    m = sub.add_parser("mpi", help="patient index: estimate the matching model from the feeds; "
+                       "reindex: file every person again under the current blocking keys")
+    m.add_argument("action", choices=["estimate", "reindex"])
     m.add_argument("--relink", action="store_true",
                    help="then weigh persons left alone again and merge those that now match")
     m.set_defaults(func=cmd_mpi)

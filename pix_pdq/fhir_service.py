@@ -560,7 +560,7 @@ def search(ctx: Context, req: FhirRequest) -> Answer:
         ctx.note(f"{params['resident_id']}^^^&{RESIDENT_ID_OID}&ISO")
     elif "id" in params:
         ctx.note(f"{params['id']}^^^&{params.get('id_oid', '')}&ISO")
-    with ctx.db.read() as conn:
+    with ctx.db.read(planned=True) as conn:
         total = 0 if nothing else iti21.count(conn, params)
         rows: list[Any] = []
         if count and not nothing:

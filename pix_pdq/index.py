@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hie.db import custom_plans
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
 from pix_pdq import linking
 from pix_pdq import matching as M
@@ -360,7 +361,6 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
     return None
 
 
-_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 # statements of record_identity, built once (building one per feed cost more than running it)
 _INSERT_PERSON = t_person.insert()
 _PERSON_DEMOGRAPHICS = sa.select(t_person.c.demographics, t_person.c.enterprise_id).where(
@@ -412,11 +412,7 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     unit of work.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    if conn.dialect.name == "postgresql":
-        # plans for this unit of work are made with the values and the tables' sizes of now: a
-        # generic plan cached while the index was small (a fresh platform loading its hospitals'
-        # patients) would scan whole tables until autovacuum analyzes them again
-        conn.exec_driver_sql(_CUSTOM_PLANS)
+    custom_plans(conn)  # candidates and look-ups planned with the values (see hie.db)
     unique: list[Identifier] = []
     seen: set[tuple[str, str]] = set()
     demo_new = dict(demographics or {})

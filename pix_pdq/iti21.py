@@ -233,11 +233,26 @@ def _text_matches(value: str, pattern: str) -> bool:
     return v.startswith(pat) if pattern.endswith("*") else v == pat
 
 
-def _pid(conn: Connection, row: Any, wanted: list[str], n: int) -> Segment:
-    q = sa.select(t_id).where(t_id.c.person_id == row.id, t_id.c.status == ACTIVE)
-    if wanted:
-        q = q.where(t_id.c.domain_oid.in_(wanted))
-    ids = conn.execute(q.order_by(t_id.c.id)).all()
+_IDS_OF = (sa.select(t_id).where(t_id.c.person_id.in_(sa.bindparam("persons", expanding=True)),
+                                  t_id.c.status == ACTIVE).order_by(t_id.c.id))
+_IDS_OF_WANTED = _IDS_OF.where(t_id.c.domain_oid.in_(sa.bindparam("domains", expanding=True)))
+
+
+def identifiers_of(conn: Connection, person_ids: list[int], wanted: list[str]
+                   ) -> dict[int, list[Any]]:
+    """The active identifiers of each person (only those of the ``wanted`` domains, when any),
+    in one statement for a whole increment."""
+    out: dict[int, list[Any]] = {p: [] for p in person_ids}
+    if not person_ids:
+        return out
+    q, params = (_IDS_OF_WANTED, {"persons": person_ids, "domains": wanted}) if wanted else (
+        _IDS_OF, {"persons": person_ids})
+    for i in conn.execute(q, params):
+        out[i.person_id].append(i)
+    return out
+
+
+def _pid(row: Any, ids: list[Any], n: int) -> Segment:
     demo = dict(row.demographics or {})
     sent = (demo.get("names") or [{}])[0]   # the name as the source sent it
     address = (demo.get("addresses") or [{}])[0]
@@ -266,7 +281,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         ctx.fail(SERIOUS_FAILURE, err.text)
         return _response(ctx, msg, err.ack_code, err.ack_code, [ErrorDetail.from_error(err)],
                          [], None)
-    with ctx.db.read() as conn:
+    with ctx.db.read(planned=True) as conn:  # 张 or 欧阳: plans differ
         known = known_domains(conn, [w for w in wanted if w], ctx.settings.affinity_domain)
         errors = [ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
                               f"what-domain {w or '(empty)'} is not a domain of this supplier",
@@ -278,7 +293,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         rows = search(conn, params, after, limit)
         more = len(rows) > limit
         rows = rows[:limit]
-        pids = [_pid(conn, r, wanted, n) for n, r in enumerate(rows, start=1)]
+        ids = identifiers_of(conn, [r.id for r in rows], wanted)
+        pids = [_pid(r, ids[r.id], n) for n, r in enumerate(rows, start=1)]
     for r in rows:
         ctx.note(None, [f"person:{r.id}"])
     pointer = str(rows[-1].id) if more and rows else None

@@ -48,6 +48,7 @@ from lxml import etree
 from sqlalchemy.exc import IntegrityError
 
 from hie.context import SERIOUS_FAILURE, Context
+from hie.db import custom_plans
 from hie.errors import HL7
 from hie.hl7v3 import (II, Acknowledgement, AckDetail, QueryAck, V3Error, V3Message, build_ack,
                        peek_transmission)
@@ -179,7 +180,7 @@ def answer(ctx: Context, body: etree._Element, national: bool = False) -> etree.
     wanted = [d for d, _ in q.scoping]
     limit = min(q.initial_quantity or DEFAULT_QUANTITY, MAX_QUANTITY)
     now = ctx.now()
-    with ctx.db.read() as conn:
+    with ctx.db.read(planned=True) as conn:
         known = known_domains(conn, wanted, ctx.settings.affinity_domain)
         errors = [AckDetail(HL7.UNKNOWN_KEY_IDENTIFIER, f"domain {d} is not a patient "
                             "identity domain of this supplier", loc)
@@ -231,6 +232,7 @@ def continue_query(ctx: Context, body: etree._Element) -> etree._Element:
     sender, qid = _key(msg, c.query_id)
     now = ctx.now()
     with ctx.db.begin() as conn:
+        custom_plans(conn)  # the next increment is searched with its values (see hie.db)
         state = conn.execute(sa.select(t_query).where(
             t_query.c.sender == sender, t_query.c.query_id == qid,
             t_query.c.updated_at >= now - KEEP).with_for_update()).first()

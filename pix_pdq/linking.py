@@ -286,6 +286,29 @@ def vector_of(pattern: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in pattern.split(";") if "=" in part)
 
 
+def reindex(db: Any, batch: int = 1000) -> int:
+    """File every active person again under the blocking keys of this version (``hie mpi
+    reindex``, after the keys changed); one unit of work per ``batch`` persons.  Returns how
+    many were filed."""
+    done, after = 0, 0
+    while True:
+        with db.begin() as conn:
+            rows = conn.execute(sa.select(t_person.c.id, t_person.c.demographics)
+                                .where(t_person.c.status == ACTIVE, t_person.c.id > after)
+                                .order_by(t_person.c.id).limit(batch)).all()
+            if not rows:
+                return done
+            national: dict[int, str] = dict(conn.execute(
+                sa.select(t_id.c.person_id, t_id.c.value).where(
+                    t_id.c.person_id.in_([r.id for r in rows]),
+                    t_id.c.domain_oid == RESIDENT_ID_OID, t_id.c.status == ACTIVE)).all())
+            for r in rows:
+                ids = [_Ident(RESIDENT_ID_OID, national[r.id])] if r.id in national else []
+                index_person(conn, r.id, demographics_of(ids, dict(r.demographics or {})))
+            done += len(rows)
+            after = rows[-1].id
+
+
 def merge_persons(conn: Connection, subsumed: int, survivor: int, now: dt.datetime) -> None:
     """Make ``subsumed`` part of ``survivor``: its identifiers move over, it is retired
     (``merged``, ``merged_into``) and leaves the blocks.  Refused (ValueError) unless both are

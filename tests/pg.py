@@ -63,6 +63,12 @@ class TempPostgres:
                 time.sleep(0.1)
         return self
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its children are the server processes)."""
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            return int(f.readline())
+
     def url(self, db: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.owner}@127.0.0.1:{self.port}/{db}"
 
