@@ -412,7 +412,8 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     unit of work.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    custom_plans(conn)  # candidates and look-ups planned with the values (see hie.db)
+    if linking.young(conn):  # its statistics lag its growth: plan with the values (hie.db)
+        custom_plans(conn)
     unique: list[Identifier] = []
     seen: set[tuple[str, str]] = set()
     demo_new = dict(demographics or {})

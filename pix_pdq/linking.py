@@ -152,6 +152,17 @@ def _active_persons(conn: Connection) -> int:
     return seen[1]
 
 
+YOUNG = 100_000  # active persons below which the index counts as young (growing fast)
+
+
+def young(conn: Connection) -> bool:
+    """Whether the index is still small enough that its tables can outgrow their statistics
+    between two autovacuum analyses (a new platform loading its hospitals' patients): feeds
+    then plan each statement with its values (:func:`hie.db.custom_plans`); an older index
+    keeps PostgreSQL's cached plans, which saves a quarter of its CPU per feed."""
+    return conn.dialect.name == "postgresql" and _active_persons(conn) < YOUNG
+
+
 def name_share(conn: Connection, full_name: str) -> float | None:
     """The share of active persons with this exact (normalized) name; None when unknown."""
     if not full_name:
