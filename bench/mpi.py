@@ -104,7 +104,10 @@ def qbp(n: int, rec_id: str, asked: tuple[str, str], wanted: tuple[str, str]) ->
             f"|^^^{wanted[0]}&{wanted[1]}&ISO\rRCP|I\r")
 
 
-def run_parallel(addr, messages: list[str], clients: int) -> tuple[list[bytes], float]:
+def run_parallel(addr, messages: list[str], clients: int,
+                 latencies: list[float] | None = None) -> tuple[list[bytes], float]:
+    """Send ``messages`` over ``clients`` MLLP connections; (the answers, the seconds taken).
+    With ``latencies``, each round trip's milliseconds are appended to it."""
     out: list[bytes | None] = [None] * len(messages)
     nxt = iter(range(len(messages)))
     lock = threading.Lock()
@@ -117,7 +120,12 @@ def run_parallel(addr, messages: list[str], clients: int) -> tuple[list[bytes], 
                     i = next(nxt, None)
                 if i is None:
                     return
+                t = time.perf_counter()
                 out[i] = c.call(messages[i])
+                if latencies is not None:
+                    ms = (time.perf_counter() - t) * 1000
+                    with lock:
+                        latencies.append(ms)
         finally:
             c.close()
 
@@ -226,36 +234,11 @@ def pdq_latency(addr, n: int, count: int, clients: int) -> None:
     for kind, queries in kinds.items():
         msgs = [pdq(i, q) for i, q in enumerate(queries)]
         latencies: list[float] = []
-        lock = threading.Lock()
-        nxt = iter(range(len(msgs)))
-        answered = [0]
-
-        def worker():
-            c = MllpClient(*addr)
-            try:
-                while True:
-                    with lock:
-                        i = next(nxt, None)
-                    if i is None:
-                        return
-                    t = time.perf_counter()
-                    raw = c.call(msgs[i])
-                    dt_ms = (time.perf_counter() - t) * 1000
-                    with lock:
-                        latencies.append(dt_ms)
-                        answered[0] += b"QAK|" in raw and b"|OK" in raw
-            finally:
-                c.close()
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - t0
+        answers, seconds = run_parallel(addr, msgs, clients, latencies)
+        found = sum(1 for raw in answers if b"QAK|" in raw and b"|OK" in raw)
         latencies.sort()
         emit(bench="mpi", measure="iti21_latency", query=kind, queries=len(msgs),
-             clients=clients, found=answered[0], queries_per_s=round(len(msgs) / seconds, 1),
+             clients=clients, found=found, queries_per_s=round(len(msgs) / seconds, 1),
              p50_ms=round(latencies[len(latencies) // 2], 2),
              p99_ms=round(latencies[int(len(latencies) * 0.99) - 1], 2),
              max_ms=round(latencies[-1], 2))

@@ -504,10 +504,7 @@ def build_registration(interaction: str, rec: PatientRecord, prior: Sequence[II]
         etree.SubElement(reg, H + "id", nullFlavor="NA")
     etree.SubElement(reg, H + "statusCode", code="active")
     add_patient(reg, rec, national, r2)
-    if custodian is not None:
-        cst = etree.SubElement(reg, H + "custodian", typeCode="CST")
-        ae = etree.SubElement(cst, H + "assignedEntity", classCode="ASSIGNED")
-        add_ii(ae, "id", custodian, r2=r2)
+    add_custodian(reg, custodian, r2)
     if prior:
         rel = etree.SubElement(reg, H + "replacementOf", typeCode="RPLC")
         pr = etree.SubElement(rel, H + "priorRegistration", classCode="REG", moodCode="EVN")
@@ -516,6 +513,14 @@ def build_registration(interaction: str, rec: PatientRecord, prior: Sequence[II]
         role = etree.SubElement(s1, H + "priorRegisteredRole", classCode="PAT")
         add_ii(role, "id", list(prior), r2=r2)
     return root
+
+
+def add_custodian(reg: etree._Element, custodian: II | None, r2: bool = False) -> None:
+    """``custodian/assignedEntity/id``: the assigning authority answering for the record."""
+    if custodian is not None:
+        cst = etree.SubElement(reg, H + "custodian", typeCode="CST")
+        ae = etree.SubElement(cst, H + "assignedEntity", classCode="ASSIGNED")
+        add_ii(ae, "id", custodian, r2=r2)
 
 
 def build_update_notification(identifiers: Sequence[II],
@@ -539,4 +544,4 @@ __all__ = ["RESIDENT_ID_ROOT", "GENDER_SYSTEM_GB", "GENDER_SYSTEM_HL7", "FEEDS",
            "REQUESTS", "PatientRecord", "Registration", "parse_registration", "read_patient",
            "read_person", "read_name", "read_address", "read_telecom", "add_patient",
            "add_person", "add_name", "add_address", "build_registration",
-           "build_update_notification"]
+           "add_custodian", "build_update_notification"]

@@ -34,7 +34,7 @@ from hie.hl7v3 import (H, II, Acknowledgement, AckDetail, QueryAck, V3Error, V3M
                        build_transmission, child, children, new_id, read_iis, read_text,
                        reply_wrapper, valid_ts)
 from hie.hl7v3_patient import (RESIDENT_ID_ROOT, _SEX_IN, PatientRecord, add_address,
-                               add_name, add_patient, read_address, read_name)
+                               add_custodian, add_name, add_patient, read_address, read_name)
 
 PIX_QUERY, PIX_RESPONSE = "PRPA_IN201309UV02", "PRPA_IN201310UV02"
 PDQ_QUERY, PDQ_RESPONSE = "PRPA_IN201305UV02", "PRPA_IN201306UV02"
@@ -376,10 +376,7 @@ def build_query_response(interaction: str, request: V3Message, ack: Acknowledgem
         etree.SubElement(reg, H + "id", nullFlavor="NA")
         etree.SubElement(reg, H + "statusCode", code="active")
         add_patient(reg, rec, national, r2)
-        if custodian is not None:
-            cst = etree.SubElement(reg, H + "custodian", typeCode="CST")
-            ae = etree.SubElement(cst, H + "assignedEntity", classCode="ASSIGNED")
-            add_ii(ae, "id", custodian, r2=r2)
+        add_custodian(reg, custodian, r2)
     add_query_ack(cap, query_ack)
     if query_by_parameter is not None:
         cap.append(copy.deepcopy(query_by_parameter))

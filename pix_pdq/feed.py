@@ -97,6 +97,16 @@ def run(ctx: Context, unit: Callable[[], T], what: str = "") -> T:
     raise AssertionError("unreachable")
 
 
+def note_applied(ctx: Context, feed: Feed, result: FeedResult, warnings: Sequence[str]) -> None:
+    """What the audit event of an applied feed says: the person, whether it was created, the
+    patient, and the warnings given to the sender."""
+    ctx.extra["person_id"] = result.person_id
+    ctx.extra["created"] = result.created
+    note_patient(ctx, feed.identifiers)
+    if warnings:
+        ctx.detail = "; ".join(warnings)[:4000]
+
+
 def note_patient(ctx: Context, identifiers: Sequence[Identifier]) -> None:
     """The audit event's patient: the affinity-domain identifier(s), else the first one."""
     affinity = ctx.settings.affinity_domain
@@ -106,4 +116,5 @@ def note_patient(ctx: Context, identifiers: Sequence[Identifier]) -> None:
         ctx.note(ident.cx)
 
 
-__all__ = ["Feed", "FeedResult", "UnknownDomains", "apply_feed", "run", "note_patient"]
+__all__ = ["Feed", "FeedResult", "UnknownDomains", "apply_feed", "run", "note_applied",
+           "note_patient"]

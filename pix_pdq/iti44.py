@@ -67,7 +67,7 @@ from hie.hl7v3_patient import FEEDS, Registration, parse_registration
 from hie.soap import SoapRequest, SoapResponse
 from hie.transactions import ITI_44
 from hie.xmlsafe import parse_xml
-from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_patient, run
+from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_applied, note_patient, run
 from pix_pdq.index import Identifier, InvalidIdentity
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
@@ -250,11 +250,7 @@ def answer(ctx: Context, body: etree._Element, expected=None,
         return _log_refusal(ctx, tx, body, error_ack(ctx, body, err, tx, national))
     if result is None:
         return ack
-    ctx.extra["person_id"] = result.person_id
-    ctx.extra["created"] = result.created
-    note_patient(ctx, feed.identifiers)
-    if warnings:
-        ctx.detail = "; ".join(w.text for w in warnings)[:4000]
+    note_applied(ctx, feed, result, [w.text for w in warnings])
     return ack
 
 

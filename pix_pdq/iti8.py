@@ -41,7 +41,7 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_patient, run
+from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_applied, note_patient, run
 from pix_pdq.index import Identifier, national_identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
@@ -344,11 +344,7 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
         return ack
     if result is None:  # a duplicate, logged concurrently: the stored ACK
         return ack
-    ctx.extra["person_id"] = result.person_id
-    ctx.extra["created"] = result.created
-    note_patient(ctx, feed.identifiers)
-    if warnings:
-        ctx.detail = "; ".join(w.text for w in warnings)[:4000]
+    note_applied(ctx, feed, result, [w.text for w in warnings])
     return ack
 
 
