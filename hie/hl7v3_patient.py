@@ -494,8 +494,24 @@ def build_registration(interaction: str, rec: PatientRecord, prior: Sequence[II]
                               creation_time=now, sender=sender, receiver=receiver,
                               processing_code=processing_code, accept_ack="AL", r2=r2)
     cap = build_control_act(root, FEEDS[interaction])
+    reg = add_registration(cap, rec, custodian, national, r2, request=national)
+    if prior:
+        rel = etree.SubElement(reg, H + "replacementOf", typeCode="RPLC")
+        pr = etree.SubElement(rel, H + "priorRegistration", classCode="REG", moodCode="EVN")
+        etree.SubElement(pr, H + "statusCode", code="obsolete")
+        s1 = etree.SubElement(pr, H + "subject1", typeCode="SBJ")
+        role = etree.SubElement(s1, H + "priorRegisteredRole", classCode="PAT")
+        add_ii(role, "id", list(prior), r2=r2)
+    return root
+
+
+def add_registration(cap: etree._Element, rec: PatientRecord, custodian: II | None,
+                     national: bool = False, r2: bool = False, request: bool = False
+                     ) -> etree._Element:
+    """``subject/registrationEvent`` (or, for a national request, ``registrationRequest``) with
+    the patient and its custodian, under the control act ``cap``; returns the registration."""
     subject = etree.SubElement(cap, H + "subject", typeCode="SUBJ")
-    if national:
+    if request:
         reg = etree.SubElement(subject, H + "registrationRequest", classCode="REG",
                                moodCode="RQO")
     else:
@@ -505,14 +521,7 @@ def build_registration(interaction: str, rec: PatientRecord, prior: Sequence[II]
     etree.SubElement(reg, H + "statusCode", code="active")
     add_patient(reg, rec, national, r2)
     add_custodian(reg, custodian, r2)
-    if prior:
-        rel = etree.SubElement(reg, H + "replacementOf", typeCode="RPLC")
-        pr = etree.SubElement(rel, H + "priorRegistration", classCode="REG", moodCode="EVN")
-        etree.SubElement(pr, H + "statusCode", code="obsolete")
-        s1 = etree.SubElement(pr, H + "subject1", typeCode="SBJ")
-        role = etree.SubElement(s1, H + "priorRegisteredRole", classCode="PAT")
-        add_ii(role, "id", list(prior), r2=r2)
-    return root
+    return reg
 
 
 def add_custodian(reg: etree._Element, custodian: II | None, r2: bool = False) -> None:
@@ -544,4 +553,4 @@ __all__ = ["RESIDENT_ID_ROOT", "GENDER_SYSTEM_GB", "GENDER_SYSTEM_HL7", "FEEDS",
            "REQUESTS", "PatientRecord", "Registration", "parse_registration", "read_patient",
            "read_person", "read_name", "read_address", "read_telecom", "add_patient",
            "add_person", "add_name", "add_address", "build_registration",
-           "add_custodian", "build_update_notification"]
+           "add_custodian", "add_registration", "build_update_notification"]

@@ -34,7 +34,7 @@ from hie.hl7v3 import (H, II, Acknowledgement, AckDetail, QueryAck, V3Error, V3M
                        build_transmission, child, children, new_id, read_iis, read_text,
                        reply_wrapper, valid_ts)
 from hie.hl7v3_patient import (RESIDENT_ID_ROOT, _SEX_IN, PatientRecord, add_address,
-                               add_custodian, add_name, add_patient, read_address, read_name)
+                               add_name, add_registration, read_address, read_name)
 
 PIX_QUERY, PIX_RESPONSE = "PRPA_IN201309UV02", "PRPA_IN201310UV02"
 PDQ_QUERY, PDQ_RESPONSE = "PRPA_IN201305UV02", "PRPA_IN201306UV02"
@@ -51,18 +51,22 @@ def _qerror(code: str, text: str, location: str) -> V3Error:
     return V3Error(AckDetail(code, text, location), "AE", "QE")
 
 
-def _query_by_parameter(msg: V3Message) -> tuple[etree._Element, str, II]:
-    cap = msg.control_act
-    qbp = child(cap, "queryByParameter")
-    where = msg.path("controlActProcess", "queryByParameter")
-    if qbp is None:
-        raise _qerror(HL7.REQUIRED_FIELD_MISSING, "controlActProcess/queryByParameter is "
-                      "missing", where)
-    qid = read_iis(child(qbp, "queryId"))
+def _query_part(msg: V3Message, name: str) -> tuple[etree._Element, str, II]:
+    """controlActProcess/``name`` (queryByParameter, queryContinuation), its XPath and its
+    queryId; raises the query error for either missing."""
+    part = child(msg.control_act, name)
+    where = msg.path("controlActProcess", name)
+    if part is None:
+        raise _qerror(HL7.REQUIRED_FIELD_MISSING, f"controlActProcess/{name} is missing", where)
+    qid = read_iis(child(part, "queryId"))
     if not qid or not qid[0].root:
-        raise _qerror(HL7.REQUIRED_FIELD_MISSING, "queryByParameter/queryId is missing",
+        raise _qerror(HL7.REQUIRED_FIELD_MISSING, f"{name}/queryId is missing",
                       where + "/queryId")
-    return qbp, where, qid[0]
+    return part, where, qid[0]
+
+
+def _query_by_parameter(msg: V3Message) -> tuple[etree._Element, str, II]:
+    return _query_part(msg, "queryByParameter")
 
 
 def query_id_of(msg: V3Message) -> II | None:
@@ -312,15 +316,7 @@ class Continuation:
 
 
 def parse_continuation(msg: V3Message) -> Continuation:
-    qc = child(msg.control_act, "queryContinuation")
-    where = msg.path("controlActProcess", "queryContinuation")
-    if qc is None:
-        raise _qerror(HL7.REQUIRED_FIELD_MISSING, "controlActProcess/queryContinuation is "
-                      "missing", where)
-    qid = read_iis(child(qc, "queryId"))
-    if not qid or not qid[0].root:
-        raise _qerror(HL7.REQUIRED_FIELD_MISSING, "queryContinuation/queryId is missing",
-                      where + "/queryId")
+    qc, where, query_id = _query_part(msg, "queryContinuation")
     status = child(qc, "statusCode")
     quantity = None
     cq = child(qc, "continuationQuantity")
@@ -330,7 +326,7 @@ def parse_continuation(msg: V3Message) -> Continuation:
             raise _qerror(HL7.DATA_TYPE_ERROR, "continuationQuantity must be a positive "
                           "integer", where + "/continuationQuantity/@value")
         quantity = int(raw)
-    return Continuation(msg, qid[0], (status.get("code") or "") if status is not None else "",
+    return Continuation(msg, query_id, (status.get("code") or "") if status is not None else "",
                         quantity)
 
 
@@ -370,13 +366,7 @@ def build_query_response(interaction: str, request: V3Message, ack: Acknowledgem
     add_acknowledgement(root, ack, national)
     cap = build_control_act(root, TRIGGERS.get(interaction))
     for rec in patients:
-        subject = etree.SubElement(cap, H + "subject", typeCode="SUBJ")
-        reg = etree.SubElement(subject, H + "registrationEvent", classCode="REG",
-                               moodCode="EVN")
-        etree.SubElement(reg, H + "id", nullFlavor="NA")
-        etree.SubElement(reg, H + "statusCode", code="active")
-        add_patient(reg, rec, national, r2)
-        add_custodian(reg, custodian, r2)
+        add_registration(cap, rec, custodian, national, r2)
     add_query_ack(cap, query_ack)
     if query_by_parameter is not None:
         cap.append(copy.deepcopy(query_by_parameter))
