@@ -44,6 +44,16 @@ def custom_plans(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
+def member_of(column: sa.ColumnElement, name: str, postgresql: bool) -> sa.ColumnElement:
+    """``column IN (:name)`` for a list parameter: on PostgreSQL ``column = ANY(:name)`` with one
+    array parameter (the statement is not expanded anew for each list, which costs more Python
+    than the query), elsewhere an expanding IN."""
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import ARRAY
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
 def create_engine(url: str, **kw) -> Engine:
     """An engine for ``url``.  ``postgresql://`` URLs are routed to psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hie.db import custom_plans
+from hie.db import custom_plans, member_of
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
 from pix_pdq import linking
 from pix_pdq import matching as M
@@ -140,17 +140,18 @@ def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str]
     keys = {(i.domain, i.value) for i in ids}
     if not keys:
         return {}
-    rows = conn.execute(_LOOKUP, {"domains": sorted({d for d, _ in keys}),
-                                  "values": sorted({v for _, v in keys})}).all()
+    rows = conn.execute(_LOOKUP[conn.dialect.name == "postgresql"],
+                        {"domains": sorted({d for d, _ in keys}),
+                         "values": sorted({v for _, v in keys})}).all()
     return {(r.domain_oid, r.value): r.person_id for r in rows
             if (r.domain_oid, r.value) in keys}
 
 
 # built once (building a select per feed cost more than running it): domains x values through
 # the (domain_oid, value) unique index, then only the pairs asked for are kept
-_LOOKUP = sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
-    t_id.c.domain_oid.in_(sa.bindparam("domains", expanding=True)),
-    t_id.c.value.in_(sa.bindparam("values", expanding=True)))
+_LOOKUP = {pg: sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
+    member_of(t_id.c.domain_oid, "domains", pg), member_of(t_id.c.value, "values", pg))
+    for pg in (False, True)}
 
 
 def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
@@ -372,6 +373,11 @@ _UPDATE_PERSON = t_person.update().where(t_person.c.id == sa.bindparam("person")
 _UPDATE_PERSON_EID = t_person.update().where(t_person.c.id == sa.bindparam("person")).values(
     {c: sa.bindparam(c) for c in _UPDATE_COLUMNS + ("enterprise_id",)})
 _INSERT_IDENTIFIER = t_id.insert()
+_INSERT_IDENTIFIERS_PG = sa.text(
+    "INSERT INTO pix_identifier (person_id, domain_oid, value, domain_namespace, domain_type, "
+    "id_type, status, created_at) SELECT :person, d, v, n, t, i, :status, :now FROM unnest("
+    "CAST(:domains AS varchar[]), CAST(:values AS varchar[]), CAST(:namespaces AS varchar[]), "
+    "CAST(:types AS varchar[]), CAST(:id_types AS varchar[])) AS x(d, v, n, t, i)")
 _NATIONAL_OF = sa.select(t_id.c.value).where(
     t_id.c.person_id == sa.bindparam("person"), t_id.c.domain_oid == RESIDENT_ID_OID,
     t_id.c.status == ACTIVE).limit(1)
@@ -468,10 +474,17 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
         elif owner != person_id:
             conflicts.append((ident, owner))
     if added:
-        conn.execute(_INSERT_IDENTIFIER, [
-            {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
-             "domain_namespace": i.namespace, "domain_type": i.domain_type,
-             "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
+        if conn.dialect.name == "postgresql":  # one statement (executemany pipelines cost more)
+            conn.execute(_INSERT_IDENTIFIERS_PG, {
+                "person": person_id, "domains": [i.domain for i in added],
+                "values": [i.value for i in added], "namespaces": [i.namespace for i in added],
+                "types": [i.domain_type for i in added], "id_types": [i.id_type for i in added],
+                "status": ACTIVE, "now": now})
+        else:
+            conn.execute(_INSERT_IDENTIFIER, [
+                {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
+                 "domain_namespace": i.namespace, "domain_type": i.domain_type,
+                 "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
     if match is not None:
         linking.record_decisions(conn, now=now, source=source, identifiers=unique,
                                  person_id=person_id, result=match, model=model)

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hie.db import member_of
 from pix_pdq import matching as M
 from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, foreign, parse as parse_resident_id
@@ -134,9 +135,8 @@ _INSERT_BLOCKS_PG = sa.text("INSERT INTO pix_block (key, person_id) "
 # only active persons are filed, and _candidate_persons keeps only active ones anyway
 # (no DISTINCT either: with it the planner preferred walking the person_id index in order and
 # filtering on the key); duplicates are removed here
-_CANDIDATES = (sa.select(t_block.c.person_id)
-               .where(t_block.c.key.in_(sa.bindparam("keys", expanding=True)))
-               .limit(4 * MAX_CANDIDATES))
+_CANDIDATES = {pg: sa.select(t_block.c.person_id).where(member_of(t_block.c.key, "keys", pg))
+               .limit(4 * MAX_CANDIDATES) for pg in (False, True)}
 _NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
     t_block.c.key == sa.bindparam("key"))
 _TOTAL = sa.select(sa.func.count()).select_from(t_person).where(t_person.c.status == ACTIVE)
@@ -174,19 +174,21 @@ def name_share(conn: Connection, full_name: str) -> float | None:
     return max(count, 1) / max(total, 1)
 
 
-_CANDIDATE_ROWS = sa.select(t_person.c.id, t_person.c.demographics, t_person.c.enterprise_id).where(
-    t_person.c.id.in_(sa.bindparam("ids", expanding=True)), t_person.c.status == ACTIVE)
-_CANDIDATE_IDENTIFIERS = sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value).where(
-    t_id.c.person_id.in_(sa.bindparam("ids", expanding=True)), t_id.c.status == ACTIVE)
+_CANDIDATE_ROWS = {pg: sa.select(t_person.c.id, t_person.c.demographics,
+                                 t_person.c.enterprise_id).where(
+    member_of(t_person.c.id, "ids", pg), t_person.c.status == ACTIVE) for pg in (False, True)}
+_CANDIDATE_IDENTIFIERS = {pg: sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value).where(
+    member_of(t_id.c.person_id, "ids", pg), t_id.c.status == ACTIVE) for pg in (False, True)}
 
 
 def _candidate_persons(conn: Connection, ids: Sequence[int]
                        ) -> dict[int, tuple[M.Demographics, set[str], str | None]]:
     if not ids:
         return {}
-    rows = conn.execute(_CANDIDATE_ROWS, {"ids": list(ids)}).all()
+    pg = conn.dialect.name == "postgresql"
+    rows = conn.execute(_CANDIDATE_ROWS[pg], {"ids": list(ids)}).all()
     idents: dict[int, list[Any]] = {}
-    for r in conn.execute(_CANDIDATE_IDENTIFIERS, {"ids": list(ids)}):
+    for r in conn.execute(_CANDIDATE_IDENTIFIERS[pg], {"ids": list(ids)}):
         idents.setdefault(r.person_id, []).append(r)
     out = {}
     for r in rows:
@@ -226,7 +228,8 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     keys = [k for k in keys_of(d) if not k.startswith(NAME_KEY)]
     if not keys:
         return MatchResult()
-    ids = list(dict.fromkeys(conn.execute(_CANDIDATES, {"keys": keys}).scalars()))[
+    pg = conn.dialect.name == "postgresql"
+    ids = list(dict.fromkeys(conn.execute(_CANDIDATES[pg], {"keys": keys}).scalars()))[
         :MAX_CANDIDATES]
     persons = _candidate_persons(conn, ids)
     share = name_share(conn, d.full_name)
