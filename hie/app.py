@@ -33,9 +33,9 @@ def soap_services(node: Node) -> list[SoapService]:
         SoapService(node, "/xds/repository", "DocumentRepository", REPOSITORY),
     ]
     if PIX_OPERATIONS:
-        services.append(SoapService(node, "/pix", "PIXManager", PIX_OPERATIONS))
+        services.append(SoapService(node, "/pix", "PIXManager", PIX_OPERATIONS, soap11=True))
     if PDQ_OPERATIONS:
-        services.append(SoapService(node, "/pdq", "PDQSupplier", PDQ_OPERATIONS))
+        services.append(SoapService(node, "/pdq", "PDQSupplier", PDQ_OPERATIONS, soap11=True))
     return services
 
 

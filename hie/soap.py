@@ -104,6 +104,7 @@ class SoapRequest:
     header: etree._Element | None = None  # soap:Header, for anything else (security, ...)
     attachments: dict[str, Attachment] = field(default_factory=dict)  # by Content-ID, no <>
     mtom: bool = False                    # the request came as MTOM/XOP
+    soap11: bool = False                  # a SOAP 1.1 envelope (answered in SOAP 1.1)
 
     def document(self, element: etree._Element) -> "Attachment":
         """The document carried by ``element`` (e.g. ``xdsb:Document``): see
@@ -259,8 +260,12 @@ def parse_envelope(xml: "bytes | etree._Element | etree._ElementTree",
                    attachments: dict[str, Attachment] | None = None, *,
                    max_bytes: int = 64 * 1024 * 1024,
                    understood: "frozenset[str] | set[str]" = DEFAULT_UNDERSTOOD,
-                   mtom: bool | None = None, charset: str | None = None) -> SoapRequest:
+                   mtom: bool | None = None, charset: str | None = None,
+                   soap11_action: str | None = None) -> SoapRequest:
     """Decode a SOAP 1.2 envelope with WS-Addressing headers into a :class:`SoapRequest`.
+
+    ``soap11_action`` (the HTTP ``SOAPAction``, "" when absent): a SOAP 1.1 envelope is accepted
+    too (see :func:`parse_envelope11`); None (the IHE endpoints): SOAP 1.1 is a VersionMismatch.
 
     ``attachments`` are the MIME parts of an MTOM package by Content-ID (without ``<>``); every
     ``xop:Include`` in the body must reference one of them.  Raises :class:`SoapFault` (never
@@ -280,6 +285,8 @@ def parse_envelope(xml: "bytes | etree._Element | etree._ElementTree",
     attachments = dict(attachments or {})
 
     # -- the envelope (Part 1 §5.1) --------------------------------------------------------
+    if root.tag == "{%s}Envelope" % SOAP11_NS and soap11_action is not None:
+        return parse_envelope11(root, soap11_action)
     if root.tag == "{%s}Envelope" % SOAP11_NS:
         raise VersionMismatchFault("SOAP 1.1 envelope received; this endpoint speaks SOAP 1.2",
                                    soap11=True)
@@ -347,6 +354,57 @@ def parse_envelope(xml: "bytes | etree._Element | etree._ElementTree",
     return SoapRequest(action=action, body=payload, message_id=message_id, to=to,
                        reply_to=reply_to, header=header, attachments=attachments,
                        mtom=bool(attachments) if mtom is None else mtom)
+
+
+def parse_envelope11(root: etree._Element, soap_action: str = "") -> SoapRequest:
+    """A SOAP 1.1 envelope (W3C Note 2000-05-08 §4), as WebService clients of Chinese platforms
+    (.NET ASMX, JAX-WS, CXF) send to the national interaction services: the action is a
+    ``wsa:Action`` header when there is one, else the HTTP ``SOAPAction`` (quotes removed; the
+    service may still dispatch on the body element when it names no operation); header blocks
+    with ``mustUnderstand="1"`` other than WS-Addressing and WS-Security are refused."""
+    s = "{%s}" % SOAP11_NS
+    parts = _elements(root)
+    header = parts.pop(0) if parts and parts[0].tag == s + "Header" else None
+    if not parts or parts[0].tag != s + "Body":
+        raise SoapFault.sender("soap:Envelope has no soap:Body (after an optional soap:Header)")
+    body = parts[0]
+    action, message_id = "", None
+    for block in _elements(header) if header is not None else []:
+        if block.tag == _A + "Action":
+            action = (block.text or "").strip()
+        elif block.tag == _A + "MessageID":
+            message_id = (block.text or "").strip() or None
+        elif (block.get(s + "mustUnderstand") or "0").strip() in ("1", "true") and \
+                not _understood(block.tag, DEFAULT_UNDERSTOOD):
+            raise MustUnderstandFault([block.tag])
+    children = _elements(body)
+    if len(children) != 1:
+        raise SoapFault.sender(f"soap:Body must hold exactly one element, not {len(children)}")
+    return SoapRequest(action=action or soap_action.strip().strip('"').strip(),
+                       body=children[0], message_id=message_id, header=header, soap11=True)
+
+
+def envelope11_bytes(body: bytes) -> bytes:
+    """A SOAP 1.1 envelope around an already serialised body element (no WS-Addressing: SOAP
+    1.1 clients of WebServices do not expect it)."""
+    return b"".join((('<?xml version="1.0" encoding="UTF-8"?>'
+                      f'<soap:Envelope xmlns:soap="{SOAP11_NS}"><soap:Body>').encode(), body,
+                     b"</soap:Body></soap:Envelope>"))
+
+
+def build_fault11(fault: SoapFault) -> bytes:
+    """The SOAP 1.1 fault (§4.4): faultcode ``Client`` for the sender's faults, ``Server`` for
+    ours, the reason as faultstring, our detail text in ``detail``."""
+    s = "{%s}" % SOAP11_NS
+    env = etree.Element(s + "Envelope", nsmap={"soap": SOAP11_NS})
+    f = etree.SubElement(etree.SubElement(env, s + "Body"), s + "Fault")
+    code = {"Sender": "Client", "Receiver": "Server"}.get(fault.code, fault.code)
+    etree.SubElement(f, "faultcode").text = f"soap:{code}"
+    etree.SubElement(f, "faultstring").text = _clean(fault.reason)
+    if fault.detail:
+        etree.SubElement(etree.SubElement(f, "detail"),
+                         "{%s}Message" % HIE_FAULT_NS).text = _clean(fault.detail)
+    return to_bytes(env)
 
 
 def _resolve_include(inc: etree._Element, attachments: dict[str, Attachment]) -> Attachment:

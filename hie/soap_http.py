@@ -29,6 +29,7 @@ dispatch are recorded under a synthetic transaction with id ``"SOAP"``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -43,7 +44,8 @@ from hie.context import MAJOR_FAILURE, SERIOUS_FAILURE, Context
 from hie.errors import (SEVERITY_ERROR, STATUS_FAILURE, RegistryErrors, SoapFault)
 from hie.mtom import MtomError, MtomParser, inline_xop, mtom_stream, parse_content_type
 from hie.soap import (WSA_NS, SoapRequest, SoapResponse, build_envelope, build_fault,
-                      envelope_bytes, fault_media_type, parse_envelope)
+                      build_fault11, envelope11_bytes, envelope_bytes, fault_media_type,
+                      parse_envelope)
 from hie.transactions import Transaction
 from hie.wsdl import QUERY_NS, RS_NS, XDSB_NS, message_elements, wsdl_for
 from hie.xmlsafe import to_bytes
@@ -56,6 +58,7 @@ Handler = Callable[[Context, SoapRequest], SoapResponse]
 FEED_BATCH = 1024 * 1024
 INLINE_MAX_BYTES = 64 * 1024  # plain envelopes up to this size are parsed on the event loop
 SOAP_MEDIA_TYPE = "application/soap+xml; charset=UTF-8"
+SOAP11_MEDIA_TYPE = "text/xml; charset=UTF-8"
 
 
 class RequestTooLarge(SoapFault):
@@ -83,6 +86,8 @@ class _Call:
     req: SoapRequest | None = None
     ctx: Context | None = None
     fault: SoapFault | None = None
+    soap11: bool = False               # answer in SOAP 1.1 (faults too)
+    soap_action: str | None = None     # the HTTP SOAPAction, on endpoints that take SOAP 1.1
 
 
 class _Finally:
@@ -104,13 +109,20 @@ class _Finally:
 
 class SoapService:
     """One SOAP endpoint: ``operations`` maps a request ``wsa:Action`` to ``(Transaction,
-    handler)``; ``handler(ctx, req) -> SoapResponse`` is synchronous and runs in a thread."""
+    handler)``; ``handler(ctx, req) -> SoapResponse`` is synchronous and runs in a thread.
+
+    With ``soap11`` the endpoint also takes SOAP 1.1 (``text/xml`` with ``SOAPAction``), the
+    binding of the WebService clients of Chinese platforms, and answers it in SOAP 1.1 (faults
+    with HTTP 500, SOAP 1.1 §6.2); an operation is then found by its action, else by the last
+    segment of the SOAPAction or by the body element's name (``.../HIPMessageServer``,
+    ``PRPA_IN201301UV02``).  The IHE endpoints keep SOAP 1.2 only (ITI TF-2x V.3.1)."""
 
     def __init__(self, node: Any, path: str, name: str,
-                 operations: dict[str, tuple[Transaction, Handler]]):
+                 operations: dict[str, tuple[Transaction, Handler]], soap11: bool = False):
         self.node = node
         self.path = path
         self.name = name
+        self.soap11 = soap11
         self.operations = dict(operations)
         for action, (tx, handler) in self.operations.items():
             if not callable(handler):
@@ -180,8 +192,11 @@ class SoapService:
         elif mime.startswith("multipart/"):
             raise SoapFault.sender(f"{mime} is not accepted: use multipart/related (MTOM/XOP)")
         else:
+            call.soap11 = self.soap11 and mime == "text/xml"
             root, attachments, mtom = await self._read_plain(request, limit), {}, False
             charset = params.get("charset")
+            if self.soap11:
+                call.soap_action = request.headers.get("soapaction", "")
         http_action = params.get("action", "").strip() if not mtom else ""
         if not mtom and len(root) <= INLINE_MAX_BYTES:
             # a small envelope parses in well under a millisecond: route it here, and run the
@@ -204,14 +219,18 @@ class SoapService:
 
     def _route(self, call: _Call, root: bytes, attachments: dict, mtom: bool,
                charset: str | None, limit: int, http_action: str):
-        req = parse_envelope(root, attachments, max_bytes=limit, mtom=mtom, charset=charset)
+        req = parse_envelope(root, attachments, max_bytes=limit, mtom=mtom, charset=charset,
+                             soap11_action=call.soap_action)
         call.req = req
-        if http_action and http_action != req.action:  # WS-Addressing SOAP Binding §3 / §6.4.1
+        call.soap11 = req.soap11
+        if http_action and http_action != req.action and not req.soap11:  # WS-A SOAP Binding §3
             fault = SoapFault("Sender", "the HTTP action parameter differs from wsa:Action",
                               (WSA_NS, "ActionMismatch"))
             fault.detail = req.action
             raise fault
         entry = self.operations.get(req.action)
+        if entry is None and req.soap11:
+            entry = self._by_name(req)
         if entry is None:
             fault = SoapFault.action_not_supported(req.action)
             fault.detail = req.action
@@ -220,6 +239,17 @@ class SoapService:
         call.ctx = Context(self.node, tx, remote_addr=call.remote_addr,
                            message_id=req.message_id)
         return tx, handler, req
+
+    def _by_name(self, req: SoapRequest) -> tuple[Transaction, Handler] | None:
+        """A SOAP 1.1 request's operation, by the last segment of its SOAPAction or else by the
+        name of its body element."""
+        def last(text: str) -> str:
+            return re.split(r"[:/#]", text.rstrip("/"))[-1] if text else ""
+        for wanted in (last(req.action), etree.QName(req.body).localname):
+            for action, entry in self.operations.items():
+                if wanted and last(action) == wanted:
+                    return entry
+        return None
 
     def _handle(self, call: _Call, tx: Transaction, handler: Handler,
                 req: SoapRequest) -> Response:
@@ -278,6 +308,10 @@ class SoapService:
         return bytes(buf)
 
     def _render(self, tx: Transaction, req: SoapRequest, resp: SoapResponse) -> Response:
+        if req.soap11:
+            body = resp.body_bytes if resp.body_bytes is not None else etree.tostring(
+                resp.element(), encoding="UTF-8")   # no declaration: it goes inside the envelope
+            return Response(envelope11_bytes(body), media_type=SOAP11_MEDIA_TYPE)
         action = tx.response_action
         mtom = resp.mtom if resp.mtom is not None else (bool(resp.attachments) or req.mtom)
         if resp.body_bytes is not None and not mtom:
@@ -301,6 +335,8 @@ class SoapService:
         call.fault = fault
         log.info("SOAP %s: %s fault for %s: %s", self.name, fault.code, call.remote_addr,
                  fault.reason)
+        if call.soap11:
+            return Response(build_fault11(fault), status_code=500, media_type=SOAP11_MEDIA_TYPE)
         return Response(build_fault(fault, relates_to), status_code=http_status(fault),
                         headers={"content-type": fault_media_type(fault)})
 

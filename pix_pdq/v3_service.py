@@ -8,8 +8,10 @@ PRPA_IN201314UV02, 合并 PRPA_IN201304UV02, 查询 PRPA_IN201305UV02), and both
 single-operation WebService convention ``HIPMessageServer(action, message)`` of Chinese
 integration platforms (see :mod:`pix_pdq.iti44` for what was found about it):
 
-- request: wsa:Action ``urn:hl7-org:v3:HIPMessageServer`` (this node's SOAP transport needs
-  WS-Addressing, ITI TF-2x V.3.2, so a client sends that header); the body is an element named
+- request: SOAP 1.2 with wsa:Action ``urn:hl7-org:v3:HIPMessageServer``, or SOAP 1.1 (the
+  binding .NET ASMX / JAX-WS clients use: ``text/xml``, any ``SOAPAction`` ending in
+  ``HIPMessageServer``, answered in SOAP 1.1 — see :class:`hie.soap_http.SoapService`); the
+  v3 interactions themselves may come over SOAP 1.1 too; the body is an element named
   ``HIPMessageServer`` in any namespace with the children ``action`` and ``message`` (the HL7 v3
   message as escaped text, CDATA, or as a child element);
 - dispatch: on the interaction of the message; ``action`` may be the interaction id, one of the

@@ -107,3 +107,66 @@ def test_hip_message_server_refusals(base):
     assert status == 400 and "message parameter" in etree.tostring(body).decode()
     status, _, body = hip(base, "/pdq", "S0001", NATIONAL)        # no registration on /pdq
     assert parse_message(body[0].text.encode()).acknowledgement.type_code == "AR"
+
+
+# -- SOAP 1.1 (the WebService binding of .NET ASMX / JAX-WS clients) -------------------------
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def post11(base, path, soap_action: str | None, body: etree._Element):
+    env = etree.Element(f"{{{SOAP11}}}Envelope", nsmap={"soap": SOAP11})
+    etree.SubElement(env, f"{{{SOAP11}}}Body").append(body)
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    if soap_action is not None:
+        headers["SOAPAction"] = f'"{soap_action}"'
+    import httpx
+    r = httpx.post(base + path, content=etree.tostring(env, xml_declaration=True,
+                                                       encoding="UTF-8"), headers=headers,
+                   timeout=30)
+    return r, etree.fromstring(r.content)
+
+
+def test_hip_message_server_over_soap11(base, database):
+    """A .NET client: SOAP 1.1, SOAPAction ``urn:hl7-org:v3/HIPMessageServer`` (namespace and
+    method joined by a slash), qualified parameters; answered in SOAP 1.1 with the result."""
+    wrapper = etree.Element(f"{{{V3}}}HIPMessageServer")
+    etree.SubElement(wrapper, f"{{{V3}}}action").text = "S0001"
+    etree.SubElement(wrapper, f"{{{V3}}}message").text = NATIONAL.decode()
+    r, env = post11(base, "/pix", "urn:hl7-org:v3/HIPMessageServer", wrapper)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/xml")
+    assert env.tag == f"{{{SOAP11}}}Envelope" and env.find(f"{{{SOAP11}}}Header") is None
+    [resp] = env.find(f"{{{SOAP11}}}Body")
+    assert etree.QName(resp).localname == "HIPMessageServerResponse"
+    answer = parse_message(resp[0].text.encode())
+    assert answer.acknowledgement.type_code == "AA"
+    assert person(database, HIS_OID, "H0002").name == "欧阳修"
+
+
+def test_a_v3_message_over_soap11_without_soapaction(base, database):
+    """No SOAPAction at all: the operation is the body element's (PRPA_IN201311UV02)."""
+    r, env = post11(base, "/pix", None, national(msg_id="N0101", mrn="H0101"))
+    assert r.status_code == 200
+    [ack] = env.find(f"{{{SOAP11}}}Body")
+    assert etree.QName(ack).localname == "MCCI_IN000002UV01"
+    assert parse_message(ack).acknowledgement.type_code == "AA"
+    assert person(database, HIS_OID, "H0101") is not None
+
+
+def test_soap11_faults_are_soap11(base, database):
+    r, env = post11(base, "/pix", "urn:hl7-org:v3/HIPMessageServer",
+                    etree.Element(f"{{{V3}}}HIPMessageServer"))          # no message
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/xml")
+    fault = env.find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault")
+    assert fault.findtext("faultcode") == "soap:Client" and "message" in fault.findtext(
+        "faultstring")
+    r, env = post11(base, "/pix", "urn:example:Nothing", etree.Element("Unknown"))
+    assert r.status_code == 500 and env.find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault") is not None
+    import httpx
+    r = httpx.post(base + "/pix", content=b"<not xml", headers={
+        "Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}, timeout=30)
+    assert r.status_code == 500 and b"faultcode" in r.content and b"Traceback" not in r.content
+    # the IHE registry keeps SOAP 1.2 only
+    r, env = post11(base, "/xds/registry", "urn:ihe:iti:2007:RegistryStoredQuery",
+                    etree.Element("AdhocQueryRequest"))
+    assert b"VersionMismatch" in r.content
