@@ -170,8 +170,26 @@ def name_share(conn: Connection, full_name: str) -> float | None:
     total = _active_persons(conn)
     if total <= 0:
         return None
-    count = int(conn.execute(_NAME_COUNT, {"key": (NAME_KEY + full_name)[:KEY_LEN]}).scalar() or 0)
+    key = (NAME_KEY + full_name)[:KEY_LEN]
+    slot = (str(conn.engine.url), key)
+    cached = _name_counts.get(slot) if total >= _NAME_CACHE_FROM else None
+    if cached is not None and time.monotonic() - cached[0] <= _TOTAL_TTL:
+        count = cached[1]
+    else:
+        count = int(conn.execute(_NAME_COUNT, {"key": key}).scalar() or 0)
+        if total >= _NAME_CACHE_FROM:   # a large index: a name's share moves slowly
+            if len(_name_counts) >= _NAME_CACHE_SIZE:
+                _name_counts.clear()
+            _name_counts[slot] = (time.monotonic(), count)
     return max(count, 1) / max(total, 1)
+
+
+# name key -> (when counted, persons with that name): reused for _TOTAL_TTL seconds once the
+# index holds _NAME_CACHE_FROM persons (one statement less per feed; the weight of a common
+# name does not change in a minute)
+_name_counts: dict[tuple[str, str], tuple[float, int]] = {}
+_NAME_CACHE_FROM = 10_000
+_NAME_CACHE_SIZE = 100_000
 
 
 _CANDIDATE_ROWS = {pg: sa.select(t_person.c.id, t_person.c.demographics,
