@@ -42,8 +42,7 @@ MAX_ANSWER = 4 * 1024 * 1024
 def render(conn, ctx: Context, consumer: notify.Consumer, person_id: int,
            now: dt.datetime) -> etree._Element | None:
     """The PRPA_IN201302UV02 for ``consumer`` about ``person_id`` (None: nothing of interest)."""
-    _person, identifiers = notify.current_identifiers(conn, person_id)
-    wanted = [i for i in identifiers if consumer.wants(i)]
+    wanted = notify.of_interest(conn, consumer, person_id)
     if not wanted:
         return None
     me = node_device(ctx)

@@ -165,14 +165,16 @@ def build_a31(consumer: Consumer, identifiers: Sequence[Identifier], *, sender: 
     ])
 
 
+def of_interest(conn: Connection, consumer: Consumer, person_id: int) -> list[Identifier]:
+    """The person's identifiers now, in the consumer's domains of interest (ITI-10 / ITI-46)."""
+    return [i for i in current_identifiers(conn, person_id)[1] if consumer.wants(i)]
+
+
 def render(conn: Connection, consumer: Consumer, person_id: int, *, sender: str,
            now: dt.datetime):
     """The notification for ``consumer`` about ``person_id`` (None: nothing of interest)."""
-    _person, identifiers = current_identifiers(conn, person_id)
-    wanted = [i for i in identifiers if consumer.wants(i)]
-    if not wanted:
-        return None
-    return build_a31(consumer, wanted, sender=sender, now=now)
+    wanted = of_interest(conn, consumer, person_id)
+    return build_a31(consumer, wanted, sender=sender, now=now) if wanted else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,9 +204,7 @@ def deliver_iti10(node: Any, msg: OutboxMessage) -> None:
         return
     try:
         answer = request(consumer.host, consumer.port, a31.encode(), timeout=TIMEOUT)
-    except OSError as exc:
-        raise DeliveryError(f"ITI-10 to {consumer.host}:{consumer.port}: {exc}") from None
-    except Exception as exc:  # a framing error of the peer's answer
+    except Exception as exc:  # refused, reset, timed out, or a framing error of the answer
         raise DeliveryError(f"ITI-10 to {consumer.host}:{consumer.port}: {exc}") from None
     try:
         ack = parse(answer)
@@ -240,4 +240,4 @@ def install(node: Any) -> None:
 
 __all__ = ["Consumer", "ITI_10_KIND", "ITI_46_KIND", "audit_sent", "build_a31", "changed",
            "consumer_for", "consumers", "current_identifiers", "deliver_iti10", "install",
-           "render"]
+           "of_interest", "render"]
