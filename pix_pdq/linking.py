@@ -255,10 +255,11 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}
     result = MatchResult(compared=len(persons))
     for pid, (cd, their_domains, eid) in sorted(persons.items()):
+        if M.two_people(d, cd):  # decided by rule: neither linked nor queued, and no
+            continue             # evidence for m and u
         dec = M.decide(model, d, cd, lambda _name: share)
-        if not dec.vetoed:  # decided by rule, not by weight: no evidence for m and u
-            key = pattern_of(dec.levels)
-            result.patterns[key] = result.patterns.get(key, 0) + 1
+        key = pattern_of(dec.levels)
+        result.patterns[key] = result.patterns.get(key, 0) + 1
         barred = bool(domains & their_domains) or bool(enterprise and eid and
                                                        eid not in enterprise)
         if dec.outcome == "link" and not barred:
