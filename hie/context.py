@@ -8,6 +8,7 @@ Outcomes are ATNA EventOutcomeIndicator values (DICOM PS3.15 A.5.3 / RFC 3881): 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -15,6 +16,8 @@ from hie.transactions import Transaction
 
 if TYPE_CHECKING:  # pragma: no cover
     from hie.node import Node
+
+log = logging.getLogger("hie.context")
 
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
 
@@ -58,6 +61,19 @@ class Context:
         if patient_id and patient_id not in self.patient_ids:
             self.patient_ids.append(patient_id)
         self.object_ids.extend(object_ids)
+
+    def finish(self, seconds: float) -> None:
+        """The end of every transaction, whatever its transport: one audit event (DESIGN.md
+        principle 6) and one metrics observation.  Both only queue; a failure of either is
+        logged, never raised into the response."""
+        try:
+            self.node.audit.record(self, duration_ms=seconds * 1000.0)
+        except Exception:  # noqa: BLE001 - auditing never breaks an answer
+            log.exception("audit of %s failed", self.transaction.id)
+        try:
+            self.node.metrics.observe(self.transaction.id, seconds, self.outcome)
+        except Exception:  # noqa: BLE001
+            log.exception("metrics of %s failed", self.transaction.id)
 
     def fail(self, outcome: int = SERIOUS_FAILURE, detail: str = "") -> None:
         self.outcome = max(self.outcome, outcome)

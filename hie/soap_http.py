@@ -164,7 +164,7 @@ class SoapService:
             except Exception as exc:
                 response = self._internal_error(call, exc)
             ctx = call.ctx if call.ctx is not None else self._fallback_context(call)
-            self._notify(ctx, time.perf_counter() - call.started)  # queues only: no I/O here
+            ctx.finish(time.perf_counter() - call.started)  # queues only: no I/O here
         except BaseException:  # cancelled: still remove the spooled files
             if call.parser is not None:
                 call.parser.cleanup()
@@ -359,15 +359,6 @@ class SoapService:
                  fault.reason if fault is not None else "")
         return ctx
 
-    def _notify(self, ctx: Context, seconds: float) -> None:
-        try:
-            self.node.audit.record(ctx, duration_ms=seconds * 1000.0)
-        except Exception:
-            log.exception("SOAP %s: audit record failed", self.name)
-        try:
-            self.node.metrics.observe(ctx.transaction.id, seconds, ctx.outcome)
-        except Exception:
-            log.exception("SOAP %s: metrics failed", self.name)
 
 
 # --------------------------------------------------------------------------------------------

@@ -641,7 +641,7 @@ class FhirService:
             answer = Answer(500, fhir.operation_outcome([Issue(
                 "fatal", "exception", "internal error; the request was not applied")]), {})
         seconds = time.perf_counter() - started
-        self._notify(ctx, seconds)
+        ctx.finish(seconds)
         headers = dict(answer.headers)
         if answer.resource is None or self._minimal(request, answer):
             return Response(b"", status_code=answer.status, headers=headers)
@@ -666,15 +666,6 @@ class FhirService:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _notify(self, ctx: Context, seconds: float) -> None:
-        try:
-            self.node.audit.record(ctx, duration_ms=seconds * 1000.0)
-        except Exception:
-            log.exception("FHIR: audit record failed")
-        try:
-            self.node.metrics.observe(ctx.transaction.id, seconds, ctx.outcome)
-        except Exception:
-            log.exception("FHIR: metrics failed")
 
     # -- endpoints --------------------------------------------------------------------------
     async def patient_type(self, request: Request) -> Response:

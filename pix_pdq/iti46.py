@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -52,7 +53,7 @@ def render(conn, ctx: Context, consumer: notify.Consumer, person_id: int,
                                      now=now)
 
 
-def acknowledgement_code(content: bytes, content_type: str = "") -> str:
+def acknowledgement_code(content: bytes) -> str:
     """The typeCode of the MCCI_IN000002UV01 in a consumer's SOAP answer; raises
     :class:`DeliveryError` when the answer is not one."""
     try:
@@ -74,6 +75,7 @@ def acknowledgement_code(content: bytes, content_type: str = "") -> str:
 
 
 def deliver(node: Any, msg: OutboxMessage) -> None:
+    started = time.perf_counter()
     consumer = notify.consumer_for(node, msg)
     person_id = int(json.loads(msg.payload)["person"])
     ctx = Context(node, ITI_46, remote_addr=consumer.host)
@@ -93,11 +95,11 @@ def deliver(node: Any, msg: OutboxMessage) -> None:
             resp = http.post(consumer.url, content=to_bytes(envelope), headers=headers)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"ITI-46 to {consumer.url}: {type(exc).__name__}: {exc}") from None
-    code = acknowledgement_code(resp.content, resp.headers.get("content-type", ""))
+    code = acknowledgement_code(resp.content)
     if code not in ("AA", "CA"):
         raise DeliveryError(f"ITI-46 to {consumer.url}: acknowledged {code or '(none)'} "
                             f"(HTTP {resp.status_code})")
-    notify.audit_sent(node, "ITI-46", consumer, person_id, message_id)
+    notify.sent(ctx, consumer, person_id, message_id, started)
 
 
 __all__ = ["acknowledgement_code", "deliver", "render"]

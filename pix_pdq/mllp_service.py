@@ -38,18 +38,6 @@ DISPATCH: dict[Any, tuple[Transaction, HandlerFn]] = {
 DEFAULT_ROUTE = DISPATCH["ADT"]
 
 
-def _notify(ctx: Context, seconds: float) -> None:
-    node = ctx.node
-    try:
-        node.audit.record(ctx, duration_ms=seconds * 1000.0)
-    except Exception:  # noqa: BLE001 - notification point
-        log.exception("audit of %s failed", ctx.transaction.id)
-    try:
-        node.metrics.observe(ctx.transaction.id, seconds, ctx.outcome)
-    except Exception:  # noqa: BLE001 - notification point
-        log.exception("metrics of %s failed", ctx.transaction.id)
-
-
 def _internal_error_ack(data: bytes, msg: Message | None) -> bytes:
     err = Hl7Error("AR", HL7.APPLICATION_INTERNAL_ERROR,
                    "internal error; the message was not applied, please retry")
@@ -89,7 +77,7 @@ def handle(ctx_factory: Callable[[Transaction], Context], data: bytes) -> bytes:
         return _internal_error_ack(data, msg)
     finally:
         if ctx is not None:
-            _notify(ctx, time.perf_counter() - start)
+            ctx.finish(time.perf_counter() - start)
 
 
 def context_factory(node) -> Callable[..., Context]:

@@ -33,6 +33,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
@@ -40,8 +41,10 @@ from urllib.parse import parse_qs, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hie.context import Context
 from hie.hl7v2 import Repeat, Segment, build_message, build_msh, codec_for, parse
 from hie.outbox import DeliveryError, Message as OutboxMessage
+from hie.transactions import ITI_10
 from pix_pdq.index import Identifier
 from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
 
@@ -193,6 +196,7 @@ def consumer_for(node: Any, msg: OutboxMessage) -> Consumer:
 
 def deliver_iti10(node: Any, msg: OutboxMessage) -> None:
     from hie.mllp import request
+    started = time.perf_counter()
     consumer = consumer_for(node, msg)
     person_id = int(json.loads(msg.payload)["person"])
     now = dt.datetime.now(dt.timezone.utc)
@@ -214,22 +218,18 @@ def deliver_iti10(node: Any, msg: OutboxMessage) -> None:
     if code not in ("AA", "CA"):
         raise DeliveryError(f"ITI-10 to {consumer.url}: acknowledged {code or '(no MSA-1)'}: "
                             f"{ack.get('ERR-8') or ack.get('MSA-3') or ack.get('ERR-1')}")
-    audit_sent(node, "ITI-10", consumer, person_id, a31.control_id)
+    sent(Context(node, ITI_10, remote_addr=consumer.host), consumer, person_id,
+         a31.control_id, started)
 
 
-def audit_sent(node: Any, tx_id: str, consumer: Consumer, person_id: int,
-               message_id: str) -> None:
-    """One ATNA "Patient Record" event per notification sent (ITI TF-2a 3.10.5.1, ITI TF-2b
-    3.46.5.1)."""
-    from hie.context import Context
-    from hie.transactions import ALL
-    try:
-        ctx = Context(node, ALL[tx_id], remote_addr=consumer.host, message_id=message_id)
-        ctx.extra["destination"] = consumer.url
-        ctx.extra["person_id"] = person_id
-        node.audit.record(ctx)
-    except Exception:  # pragma: no cover - auditing never undoes a delivery
-        log.exception("%s: audit record failed", tx_id)
+def sent(ctx: Context, consumer: Consumer, person_id: int, message_id: str,
+         started: float) -> None:
+    """A notification was accepted: one ATNA "Patient Record" event and one metrics observation
+    (ITI TF-2a 3.10.5.1, ITI TF-2b 3.46.5.1)."""
+    ctx.message_id = message_id
+    ctx.extra["destination"] = consumer.url
+    ctx.extra["person_id"] = person_id
+    ctx.finish(time.perf_counter() - started)
 
 
 def install(node: Any) -> None:
@@ -238,6 +238,6 @@ def install(node: Any) -> None:
     node.outbox.register(ITI_46_KIND, functools.partial(iti46.deliver, node))
 
 
-__all__ = ["Consumer", "ITI_10_KIND", "ITI_46_KIND", "audit_sent", "build_a31", "changed",
-           "consumer_for", "consumers", "current_identifiers", "deliver_iti10", "install",
-           "of_interest", "render"]
+__all__ = ["Consumer", "ITI_10_KIND", "ITI_46_KIND", "build_a31", "changed", "consumer_for",
+           "consumers", "current_identifiers", "deliver_iti10", "install", "of_interest",
+           "render", "sent"]
