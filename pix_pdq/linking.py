@@ -135,7 +135,15 @@ _INSERT_BLOCKS_PG = sa.text("INSERT INTO pix_block (key, person_id) "
 # only active persons are filed, and _candidate_persons keeps only active ones anyway
 # (no DISTINCT either: with it the planner preferred walking the person_id index in order and
 # filtering on the key); duplicates are removed here
-_CANDIDATES = {pg: sa.select(t_block.c.person_id).where(member_of(t_block.c.key, "keys", pg))
+# each candidate comes with its resident ID number (when it has exactly one): a candidate whose
+# number differs from the feed's is two people by rule (matching.two_people) and is dropped
+# before its record is read — in a large index most of a block are such strangers
+_RECORDED_NUMBER = (sa.select(sa.case((sa.func.count() == 1, sa.func.min(t_id.c.value))))
+                    .where(t_id.c.person_id == t_block.c.person_id,
+                           t_id.c.domain_oid == RESIDENT_ID_OID, t_id.c.status == ACTIVE)
+                    .scalar_subquery())
+_CANDIDATES = {pg: sa.select(t_block.c.person_id, _RECORDED_NUMBER.label("number"))
+               .where(member_of(t_block.c.key, "keys", pg))
                .limit(4 * MAX_CANDIDATES) for pg in (False, True)}
 _NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
     t_block.c.key == sa.bindparam("key"))
@@ -231,7 +239,8 @@ class _Ident:
 class MatchResult:
     """``person_id``: the person to link to (None: a new person); ``decision`` the winning
     comparison; ``reviews``: (candidate person, decision) pairs for the review queue;
-    ``compared``: how many candidates were weighed."""
+    ``compared``: how many candidates the blocks gave (those with another resident ID number,
+    dropped unread, included)."""
 
     person_id: int | None = None
     decision: M.Decision | None = None
@@ -247,13 +256,17 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     if not keys:
         return MatchResult()
     pg = conn.dialect.name == "postgresql"
-    ids = list(dict.fromkeys(conn.execute(_CANDIDATES[pg], {"keys": keys}).scalars()))[
-        :MAX_CANDIDATES]
+    numbers: dict[int, str | None] = {}
+    for pid, number in conn.execute(_CANDIDATES[pg], {"keys": keys}):
+        numbers.setdefault(pid, number)
+    ids = list(numbers)[:MAX_CANDIDATES]
+    result = MatchResult(compared=len(ids))
+    ids = [pid for pid in ids if numbers[pid] is None or not M.other_number(d.resident_id,
+                                                                            numbers[pid])]
     persons = _candidate_persons(conn, ids)
-    share = name_share(conn, d.full_name)
+    share = name_share(conn, d.full_name) if persons else None
     domains = {i.domain for i in identifiers}
     enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}
-    result = MatchResult(compared=len(persons))
     for pid, (cd, their_domains, eid) in sorted(persons.items()):
         if M.two_people(d, cd):  # decided by rule: neither linked nor queued, and no
             continue             # evidence for m and u

@@ -440,7 +440,15 @@ def two_people(a: Demographics, b: Demographics) -> bool:
         and rb.checked and compare_resident_id(ra, rb) == "different"
 
 
-__all__ = ["two_people", "Decision", "Demographics", "FIELDS", "FieldModel", "LEVELS", "MISSING", "Model",
+def other_number(a: ResidentId | None, recorded: str) -> bool:
+    """:func:`two_people` for a candidate known only by the resident ID number the index
+    recorded for it (always valid and checked, see :func:`pix_pdq.index.national_identifier`):
+    whether ``a`` is a valid number more than one typing error away from it."""
+    return a is not None and a.valid and a.checked and recorded != a.number \
+        and _one_edit(a.number, recorded) is None
+
+
+__all__ = ["two_people", "other_number", "Decision", "Demographics", "FIELDS", "FieldModel", "LEVELS", "MISSING", "Model",
            "blocking_keys", "compare", "compare_address", "compare_birth_date", "compare_name", "compare_phone",
            "compare_resident_id", "compare_sex", "decide", "default_model", "dice", "estimate",
            "normalize_address", "phone_digits"]
