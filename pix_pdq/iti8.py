@@ -278,6 +278,22 @@ def _replay(ctx: Context, msg: Message, stored) -> Message:
     return parse(stored.ack)
 
 
+def _refuse(ctx: Context, msg: Message, raw: bytes | None, ack: Message, why: str) -> Message:
+    """Log a refused message with its acknowledgement ``ack``; a message received before
+    (the unique key of its feed log row) gets its stored acknowledgement instead."""
+    try:
+        with ctx.db.begin() as conn:
+            conn.execute(_LOG, _log_row(ctx, msg, raw, ack, None))
+    except IntegrityError:
+        with ctx.db.read() as conn:
+            stored = _stored(conn, msg)
+        if stored is None:
+            raise
+        return _replay(ctx, msg, stored)
+    ctx.fail(SERIOUS_FAILURE, why)
+    return ack
+
+
 def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     """Apply one ADT message; returns the acknowledgement.  ``raw`` (the bytes as received) is
     kept in the feed log."""
@@ -294,24 +310,18 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
     try:
         feed = feed_from_message(msg)
     except Hl7Error as err:
-        ctx.fail(SERIOUS_FAILURE, err.text)
-        ack = ack_for_error(msg, err, **_ack_kw(ctx, msg))
-        try:
-            with ctx.db.begin() as conn:
-                conn.execute(_LOG, _log_row(ctx, msg, raw, ack, None))
-        except IntegrityError:  # the same message, logged concurrently
-            with ctx.db.read() as conn:
-                stored = _stored(conn, msg)
-            if stored is not None:
-                return _replay(ctx, msg, stored)
-            raise
-        return ack
+        return _refuse(ctx, msg, raw, ack_for_error(msg, err, **_ack_kw(ctx, msg)), err.text)
 
     source = f"ITI-8 {'|'.join(_sender(msg))}"
+    attempts = 0
 
     def unit() -> tuple[Message, Any, list[ErrorDetail]]:
+        nonlocal attempts
+        attempts += 1
         with ctx.db.begin() as conn:
-            stored = _stored(conn, msg)
+            # a message received before is caught by the unique key of its feed log row, which
+            # rolls this unit back; the retry finds the row (no look-up for every new message)
+            stored = _stored(conn, msg) if attempts > 1 else None
             if stored is not None:
                 return _replay(ctx, msg, stored), None, []
             result = apply_feed(ctx, conn, feed, source)
@@ -337,11 +347,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
                               "patient index (HIE_PIX_AUTO_DOMAINS is off)",
                               f"PID^1^3^{feed.identifiers.index(i) + 1}^4")
                   for i in refused.identifiers]
-        ctx.fail(SERIOUS_FAILURE, "; ".join(e.text for e in errors))
-        ack = build_ack(msg, "AE", errors, **_ack_kw(ctx, msg))
-        with ctx.db.begin() as conn:
-            conn.execute(_LOG, _log_row(ctx, msg, raw, ack, None))
-        return ack
+        return _refuse(ctx, msg, raw, build_ack(msg, "AE", errors, **_ack_kw(ctx, msg)),
+                       "; ".join(e.text for e in errors))
     if result is None:  # a duplicate, logged concurrently: the stored ACK
         return ack
     note_applied(ctx, feed, result, [w.text for w in warnings])

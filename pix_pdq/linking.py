@@ -110,20 +110,28 @@ def index_person(conn: Connection, person_id: int, d: M.Demographics,
                  fresh: bool = False) -> None:
     """File ``person_id`` under the keys of ``d`` (replacing its previous keys; a ``fresh``
     person has none yet)."""
+    keys = keys_of(d)
+    if conn.dialect.name == "postgresql":  # one statement, one round trip
+        conn.execute(_INSERT_BLOCKS_PG if fresh else _REFILE_BLOCKS_PG,
+                     {"keys": keys, "person": person_id})
+        return
     if not fresh:
         conn.execute(_DELETE_BLOCKS, {"person": person_id})
-    keys = keys_of(d)
-    if not keys:
-        return
-    if conn.dialect.name == "postgresql":  # one statement, one round trip
-        conn.execute(_INSERT_BLOCKS_PG, {"keys": keys, "person": person_id})
-    else:
+    if keys:
         conn.execute(t_block.insert(), [{"key": k, "person_id": person_id} for k in keys])
 
 
 _DELETE_BLOCKS = t_block.delete().where(t_block.c.person_id == sa.bindparam("person"))
 _INSERT_BLOCKS_PG = sa.text("INSERT INTO pix_block (key, person_id) "
                             "SELECT unnest(CAST(:keys AS varchar[])), :person")
+# a person filed again: only the keys that changed are deleted and inserted (an update seldom
+# changes any; deleting and inserting the same rows cost index and WAL work for nothing) —
+# the two sets are disjoint, so the order PostgreSQL runs the two parts in does not matter
+_REFILE_BLOCKS_PG = sa.text(
+    "WITH gone AS (DELETE FROM pix_block WHERE person_id = :person "
+    "AND NOT (key = ANY(CAST(:keys AS varchar[])))) "
+    "INSERT INTO pix_block (key, person_id) SELECT unnest(CAST(:keys AS varchar[])), :person "
+    "ON CONFLICT DO NOTHING")
 
 
 # --------------------------------------------------------------------------------------------

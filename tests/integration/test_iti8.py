@@ -16,7 +16,7 @@ from hie.hl7v2 import parse
 from hie.tables import audit_event as t_audit
 from hie.mllp import frame
 from pix_pdq import feed as pix_feed, iti8
-from pix_pdq.index import Identifier, find_person, get_person, is_known, record_identity
+from pix_pdq.index import Identifier, find_person, get_person, is_known, record_identity, register_domains
 from pix_pdq.mllp_service import start_mllp
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log, person as t_person
@@ -476,3 +476,15 @@ def test_unknown_domain_is_refused_when_auto_domains_is_off(strict_mllp, databas
     assert send(addr, adt(aff_oid, control_id="D0002", eid=None, mrn="H0002",
                           pid3=f"H0002^^^HIS&{HIS_OID}&ISO^MR~NH0002^^^NEWH&{NEW_HOSPITAL_OID}"
                                "&ISO^MR")).get("MSA-1") == "AE"   # the stored ACK, again
+    # the domain registered since: the same message (same control id) is still the one refused,
+    # answered with its stored AE and not applied now
+    with database.begin() as c:
+        register_domains(c, [Identifier("x", NEW_HOSPITAL_OID)], auto=True)
+    again = send(addr, adt(aff_oid, control_id="D0002", eid=None, mrn="H0002",
+                           pid3=f"H0002^^^HIS&{HIS_OID}&ISO^MR~NH0002^^^NEWH&{NEW_HOSPITAL_OID}"
+                                "&ISO^MR"))
+    assert again.encode() == ack.encode()
+    assert not known(database, f"H0002^^^HIS&{HIS_OID}&ISO")
+    with database.read() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(feed_log).where(
+            feed_log.c.control_id == "D0002")).scalar() == 1

@@ -210,6 +210,20 @@ def test_only_two_valid_numbers_veto():
     assert d.outcome == "link", d.evidence()  # everything else agrees
 
 
+def test_a_candidate_known_by_its_number_alone_is_judged_as_decide_would():
+    """``other_number`` (candidates dropped unread) agrees with ``two_people`` (the rule of
+    ``decide``) for a candidate holding a recorded, hence valid, number."""
+    other = R.make("32010219900307173")
+    for fed in (ZHANG_SAN_ID, ZHANG_SAN_ID[:17] + "0", "5304218", None):
+        for recorded in (ZHANG_SAN_ID, other, R.make(ZHANG_SAN_ID[:16] + "9")):
+            a, b = demo(rid=fed), demo(rid=recorded)
+            if fed == "5304218":
+                a = M.Demographics(**{**a.__dict__, "resident_id": R.foreign(fed)})
+            assert M.other_number(a.resident_id, recorded) == M.two_people(a, b), (fed, recorded)
+    assert M.other_number(demo().resident_id, other)
+    assert not M.other_number(demo(rid=ZHANG_SAN_ID[:17] + "0").resident_id, other)  # mistyped
+
+
 def test_a_rare_name_weighs_more_than_a_common_one():
     model = M.default_model()
     v = {"name": "exact"}
