@@ -457,11 +457,15 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
             enterprise_id=enterprise_id, status=ACTIVE, demographics=demo, created_at=now,
             updated_at=now, **_columns(demo))).inserted_primary_key[0]
     else:
-        row = conn.execute(_PERSON_DEMOGRAPHICS, {"person": person_id}).one()
-        demo = merge_demographics(row.demographics or {}, demo_new)
+        if match is not None and match.chosen is not None:  # read by matching just now
+            stored, eid = match.chosen.record, match.chosen.enterprise_id
+        else:
+            row = conn.execute(_PERSON_DEMOGRAPHICS, {"person": person_id}).one()
+            stored, eid = row.demographics or {}, row.enterprise_id
+        demo = merge_demographics(stored, demo_new)
         values: dict[str, Any] = {"person": person_id, "demographics": demo, "updated_at": now,
                                   **_columns(demo)}
-        if row.enterprise_id is None and enterprise_id is not None:
+        if eid is None and enterprise_id is not None:
             values["enterprise_id"] = enterprise_id
             conn.execute(_UPDATE_PERSON_EID, values)
         else:

@@ -208,28 +208,39 @@ _NAME_CACHE_FROM = 10_000
 _NAME_CACHE_SIZE = 100_000
 
 
-_CANDIDATE_ROWS = {pg: sa.select(t_person.c.id, t_person.c.demographics,
-                                 t_person.c.enterprise_id).where(
-    member_of(t_person.c.id, "ids", pg), t_person.c.status == ACTIVE) for pg in (False, True)}
-_CANDIDATE_IDENTIFIERS = {pg: sa.select(t_id.c.person_id, t_id.c.domain_oid, t_id.c.value).where(
-    member_of(t_id.c.person_id, "ids", pg), t_id.c.status == ACTIVE) for pg in (False, True)}
+# the candidates' records with their active identifiers, one row per identifier
+_CANDIDATE_ROWS = {pg: sa.select(t_person.c.id, t_person.c.demographics, t_person.c.enterprise_id,
+                                 t_id.c.domain_oid, t_id.c.value)
+                   .select_from(t_person.outerjoin(t_id, sa.and_(t_id.c.person_id == t_person.c.id,
+                                                                 t_id.c.status == ACTIVE)))
+                   .where(member_of(t_person.c.id, "ids", pg), t_person.c.status == ACTIVE)
+                   for pg in (False, True)}
 
 
-def _candidate_persons(conn: Connection, ids: Sequence[int]
-                       ) -> dict[int, tuple[M.Demographics, set[str], str | None]]:
+@dataclass
+class Candidate:
+    """A person of the index as matching sees it: its comparable demographics, the domains
+    it holds identifiers of, its enterprise id, and its record as stored (``demographics``)."""
+
+    demographics: M.Demographics
+    domains: set[str]
+    enterprise_id: str | None
+    record: dict[str, Any]
+
+
+def _candidate_persons(conn: Connection, ids: Sequence[int]) -> dict[int, Candidate]:
     if not ids:
         return {}
-    pg = conn.dialect.name == "postgresql"
-    rows = conn.execute(_CANDIDATE_ROWS[pg], {"ids": list(ids)}).all()
-    idents: dict[int, list[Any]] = {}
-    for r in conn.execute(_CANDIDATE_IDENTIFIERS[pg], {"ids": list(ids)}):
-        idents.setdefault(r.person_id, []).append(r)
+    rows: dict[int, tuple[Any, list[_Ident]]] = {}
+    for r in conn.execute(_CANDIDATE_ROWS[conn.dialect.name == "postgresql"], {"ids": list(ids)}):
+        own = rows.setdefault(r.id, (r, []))[1]
+        if r.domain_oid is not None:
+            own.append(_Ident(r.domain_oid, r.value))
     out = {}
-    for r in rows:
-        own = idents.get(r.id, [])
-        demo = dict(r.demographics or {})
-        out[r.id] = (demographics_of([_Ident(i.domain_oid, i.value) for i in own], demo),
-                     {i.domain_oid for i in own}, r.enterprise_id)
+    for pid, (r, own) in rows.items():
+        record = dict(r.demographics or {})
+        out[pid] = Candidate(demographics_of(own, record), {i.domain for i in own},
+                             r.enterprise_id, record)
     return out
 
 
@@ -255,6 +266,7 @@ class MatchResult:
     reviews: list[tuple[int, M.Decision]] = field(default_factory=list)
     compared: int = 0
     patterns: dict[str, int] = field(default_factory=dict)   # comparison vectors seen, counted
+    chosen: Candidate | None = None    # the person linked to, as read
 
 
 def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
@@ -275,7 +287,8 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     share = name_share(conn, d.full_name) if persons else None
     domains = {i.domain for i in identifiers}
     enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}
-    for pid, (cd, their_domains, eid) in sorted(persons.items()):
+    for pid, cand in sorted(persons.items()):
+        cd, their_domains, eid = cand.demographics, cand.domains, cand.enterprise_id
         if M.two_people(d, cd):  # decided by rule: neither linked nor queued, and no
             continue             # evidence for m and u
         dec = M.decide(model, d, cd, lambda _name: share)
@@ -287,7 +300,7 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
             if result.decision is None or dec.score > result.decision.score:
                 if result.person_id is not None:
                     result.reviews.append((result.person_id, result.decision))
-                result.person_id, result.decision = pid, dec
+                result.person_id, result.decision, result.chosen = pid, dec, cand
             else:
                 result.reviews.append((pid, dec))
         elif dec.outcome in ("link", "review"):
