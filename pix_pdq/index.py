@@ -183,7 +183,9 @@ _IS_KNOWN = (sa.select(t_id.c.id)
 _ALIASES = None
 MERGES_TTL = 1.0   # seconds another process may take to see a node's first merge
 _merges: dict[str, tuple[float, bool]] = {}
-_ANY_MERGED = sa.select(t_id.c.id).where(t_id.c.status == MERGED).limit(1)
+# the value written out, so PostgreSQL uses the partial index of merged identifiers
+_ANY_MERGED = sa.select(t_id.c.id).where(
+    t_id.c.status == sa.literal_column(f"'{MERGED}'")).limit(1)
 
 
 def has_merges(conn: Connection) -> bool:

@@ -69,16 +69,22 @@ identifier = sa.Table(
     "pix_identifier", metadata,
     sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
     sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+              nullable=False),
     sa.Column("domain_oid", sa.String(DOMAIN_LEN), nullable=False),
     sa.Column("domain_namespace", sa.String(DOMAIN_LEN), nullable=False, default=""),
     sa.Column("domain_type", sa.String(16), nullable=False, default=""),  # CX-4.3, ISO
     sa.Column("value", sa.String(ID_LEN), nullable=False),
     sa.Column("id_type", sa.String(8), nullable=False, default=""),  # CX-5, Table 0203
-    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE,
-              index=True),  # finds the rare ``merged`` ones (index.patient_aliases)
+    sa.Column("status", sa.String(16), nullable=False, default=ACTIVE),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("domain_oid", "value", name="uq_pix_identifier_domain_value"),
+    # a person's identifiers; its resident ID number read from the index alone (the candidates
+    # of matching, linking.find_match)
+    sa.Index("ix_pix_identifier_person_id_domain_oid_status_value", "person_id", "domain_oid",
+             "status", "value"),
+    # the rare merged ones (index.has_merges, patient_aliases); active ones are not filed
+    sa.Index("ix_pix_identifier_merged", "status", postgresql_where=sa.text("status = 'merged'"),
+             sqlite_where=sa.text("status = 'merged'")),
 )
 
 domain = sa.Table(
@@ -93,8 +99,9 @@ domain = sa.Table(
 block = sa.Table(
     "pix_block", metadata,
     sa.Column("key", sa.String(160), primary_key=True),
-    sa.Column("person_id", BIGINT, sa.ForeignKey("pix_person.id", ondelete="CASCADE"),
-              primary_key=True, index=True),
+    # no foreign key: derived data (rebuilt by hie mpi reindex), written for every feed, of
+    # persons never deleted — a referential check per key cost more than it guards
+    sa.Column("person_id", BIGINT, primary_key=True, index=True),
 )
 
 match = sa.Table(
