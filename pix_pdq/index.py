@@ -19,9 +19,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hie.db import custom_plans, member_of
+from hie.db import custom_plans
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
-from pix_pdq import linking
+from pix_pdq import linking, recording
 from pix_pdq import matching as M
 from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID
@@ -137,21 +137,27 @@ def merge_demographics(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str], int]:
-    keys = {(i.domain, i.value) for i in ids}
-    if not keys:
-        return {}
-    rows = conn.execute(_LOOKUP[conn.dialect.name == "postgresql"],
-                        {"domains": sorted({d for d, _ in keys}),
-                         "values": sorted({v for _, v in keys})}).all()
-    return {(r.domain_oid, r.value): r.person_id for r in rows
-            if (r.domain_oid, r.value) in keys}
+    keys = sorted({(i.domain, i.value) for i in ids})
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(keys), _SLOTS):
+        chunk = keys[start:start + _SLOTS]
+        chunk += chunk[-1:] * (_SLOTS - len(chunk))   # unused slots repeat the last pair
+        params = {}
+        for n, (domain, value) in enumerate(chunk):
+            params[f"d{n}"], params[f"v{n}"] = domain, value
+        for r in conn.execute(_LOOKUP, params):
+            found[(r.domain_oid, r.value)] = r.person_id
+    return found
 
 
-# built once (building a select per feed cost more than running it): domains x values through
-# the (domain_oid, value) unique index, then only the pairs asked for are kept
-_LOOKUP = {pg: sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(
-    member_of(t_id.c.domain_oid, "domains", pg), member_of(t_id.c.value, "values", pg))
-    for pg in (False, True)}
+# built once (building a select per feed cost more than running it): a fixed number of
+# (domain, value) pairs, each through the unique index.  One shape whatever the identifiers,
+# so PostgreSQL keeps one generic plan; with arrays (domain = ANY .. AND value = ANY ..) its
+# generic plan looked dearer than a custom one and every feed planned the statement anew
+_SLOTS = 4
+_LOOKUP = sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(sa.or_(*(
+    sa.and_(t_id.c.domain_oid == sa.bindparam(f"d{n}"), t_id.c.value == sa.bindparam(f"v{n}"))
+    for n in range(_SLOTS))))
 
 
 def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
@@ -365,21 +371,8 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
 
 
 # statements of record_identity, built once (building one per feed cost more than running it)
-_INSERT_PERSON = t_person.insert()
 _PERSON_DEMOGRAPHICS = sa.select(t_person.c.demographics, t_person.c.enterprise_id).where(
     t_person.c.id == sa.bindparam("person"))
-_UPDATE_COLUMNS = ("demographics", "updated_at", "name", "family_name", "given_name",
-                   "birth_date", "sex")
-_UPDATE_PERSON = t_person.update().where(t_person.c.id == sa.bindparam("person")).values(
-    {c: sa.bindparam(c) for c in _UPDATE_COLUMNS})
-_UPDATE_PERSON_EID = t_person.update().where(t_person.c.id == sa.bindparam("person")).values(
-    {c: sa.bindparam(c) for c in _UPDATE_COLUMNS + ("enterprise_id",)})
-_INSERT_IDENTIFIER = t_id.insert()
-_INSERT_IDENTIFIERS_PG = sa.text(
-    "INSERT INTO pix_identifier (person_id, domain_oid, value, domain_namespace, domain_type, "
-    "id_type, status, created_at) SELECT :person, d, v, n, t, i, :status, :now FROM unnest("
-    "CAST(:domains AS varchar[]), CAST(:values AS varchar[]), CAST(:namespaces AS varchar[]), "
-    "CAST(:types AS varchar[]), CAST(:id_types AS varchar[])) AS x(d, v, n, t, i)")
 _NATIONAL_OF = sa.select(t_id.c.value).where(
     t_id.c.person_id == sa.bindparam("person"), t_id.c.domain_oid == RESIDENT_ID_OID,
     t_id.c.status == ACTIVE).limit(1)
@@ -455,9 +448,7 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     created = person_id is None
     if created:
         demo = merge_demographics({}, demo_new)
-        person_id = conn.execute(_INSERT_PERSON, dict(
-            enterprise_id=enterprise_id, status=ACTIVE, demographics=demo, created_at=now,
-            updated_at=now, **_columns(demo))).inserted_primary_key[0]
+        person: dict[str, Any] = {"enterprise_id": enterprise_id}
     else:
         if match is not None and match.chosen is not None:  # read by matching just now
             stored, eid = match.chosen.record, match.chosen.enterprise_id
@@ -465,13 +456,8 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
             row = conn.execute(_PERSON_DEMOGRAPHICS, {"person": person_id}).one()
             stored, eid = row.demographics or {}, row.enterprise_id
         demo = merge_demographics(stored, demo_new)
-        values: dict[str, Any] = {"person": person_id, "demographics": demo, "updated_at": now,
-                                  **_columns(demo)}
-        if eid is None and enterprise_id is not None:
-            values["enterprise_id"] = enterprise_id
-            conn.execute(_UPDATE_PERSON_EID, values)
-        else:
-            conn.execute(_UPDATE_PERSON, values)
+        person = {"enterprise_id": enterprise_id} if eid is None and enterprise_id else {}
+    person.update(demographics=demo, **_columns(demo))
     added, conflicts = [], []
     for ident in unique:
         owner = owners.get((ident.domain, ident.value))
@@ -479,26 +465,17 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
             added.append(ident)
         elif owner != person_id:
             conflicts.append((ident, owner))
-    if added:
-        if conn.dialect.name == "postgresql":  # one statement (executemany pipelines cost more)
-            conn.execute(_INSERT_IDENTIFIERS_PG, {
-                "person": person_id, "domains": [i.domain for i in added],
-                "values": [i.value for i in added], "namespaces": [i.namespace for i in added],
-                "types": [i.domain_type for i in added], "id_types": [i.id_type for i in added],
-                "status": ACTIVE, "now": now})
-        else:
-            conn.execute(_INSERT_IDENTIFIER, [
-                {"person_id": person_id, "domain_oid": i.domain, "value": i.value,
-                 "domain_namespace": i.namespace, "domain_type": i.domain_type,
-                 "id_type": i.id_type, "status": ACTIVE, "created_at": now} for i in added])
-    if match is not None:
-        linking.record_decisions(conn, now=now, source=source, identifiers=unique,
-                                 person_id=person_id, result=match, model=model)
     national = [i for i in unique if i.domain == RESIDENT_ID_OID]
     if not national and not created:  # a new person holds only the identifiers just added
         value = conn.execute(_NATIONAL_OF, {"person": person_id}).scalar()
         national = [Identifier(value, RESIDENT_ID_OID)] if value else []
-    linking.index_person(conn, person_id, linking.demographics_of(national, demo), fresh=created)
+    plan = recording.Write(person_id, person, now, identifiers=added,
+                           keys=linking.keys_of(linking.demographics_of(national, demo)))
+    if match is not None:
+        plan.matches, plan.reviews = linking.decision_rows(
+            now=now, source=source, identifiers=unique, person_id=person_id, result=match,
+            model=model)
+    person_id = recording.write(conn, plan)
     return RecordResult(person_id, created, tuple(added), tuple(conflicts),
                         linked=match is not None and match.person_id is not None)
 

@@ -17,7 +17,7 @@ For an identity whose identifiers the index does not know yet, :func:`find_match
    a pair, and every pair between the thresholds, is queued in ``pix_review`` instead.
 
 Every comparison that ended in a link or a review is written to ``pix_match`` with its evidence
-(:func:`record_decisions`), so each link can be explained and undone.
+(:func:`decision_rows`), so each link can be explained and undone.
 """
 from __future__ import annotations
 
@@ -33,8 +33,7 @@ from hie.db import member_of
 from pix_pdq import matching as M
 from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, foreign, parse as parse_resident_id
-from pix_pdq.tables import (ACTIVE, block as t_block, identifier as t_id, match as t_match,
-                            person as t_person, review as t_review)
+from pix_pdq.tables import ACTIVE, block as t_block, identifier as t_id, person as t_person
 
 MAX_CANDIDATES = 200
 KEY_LEN = 160
@@ -308,14 +307,12 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     return result
 
 
-_INSERT_MATCH = t_match.insert()
-
-
-def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
-                     identifiers: Sequence[Any], person_id: int, result: MatchResult,
-                     model: M.Model) -> None:
-    """Write the link (or the new person) and the review pairs of ``result`` to ``pix_match``
-    and queue the review pairs in ``pix_review``."""
+def decision_rows(*, now: dt.datetime, source: str, identifiers: Sequence[Any],
+                  person_id: int | None, result: MatchResult, model: M.Model
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``pix_match`` rows of ``result`` (the link or the new person, then the review pairs)
+    and its ``pix_review`` rows, for ``person_id`` — None for a person yet to be created (the
+    writer fills ``person_id`` in, :mod:`pix_pdq.recording`)."""
     cx = "~".join(i.cx for i in identifiers)[:4000]
     thresholds = {"upper": model.upper, "lower": model.lower}
     rows = []
@@ -330,18 +327,15 @@ def record_decisions(conn: Connection, *, now: dt.datetime, source: str,
                      "evidence": {"compared": result.compared, "thresholds": thresholds}})
     # every comparison vector of this feed, for the estimation of m and u (hie mpi estimate)
     rows[0]["evidence"]["patterns"] = result.patterns
-    for cand, dec in result.reviews:
-        if cand == person_id:
-            continue
+    reviews = [(cand, dec) for cand, dec in result.reviews if cand != person_id]
+    for cand, dec in reviews:
         rows.append({"time": now, "source": source, "identifiers": cx, "person_id": person_id,
                      "candidate_id": cand, "outcome": "review", "score": dec.score,
                      "evidence": {**dec.evidence(), "thresholds": thresholds}})
-    conn.execute(_INSERT_MATCH, rows)
     queue = [{"person_id": person_id, "candidate_id": cand, "score": dec.score,
               "evidence": dec.evidence(), "status": "pending", "created_at": now}
-             for cand, dec in result.reviews if cand != person_id]
-    if queue:
-        conn.execute(t_review.insert(), queue)
+             for cand, dec in reviews]
+    return rows, queue
 
 
 def pattern_of(levels: Mapping[str, str]) -> str:
@@ -401,5 +395,5 @@ def merge_persons(conn: Connection, subsumed: int, survivor: int, now: dt.dateti
 
 __all__ = ["MAX_CANDIDATES", "MatchResult", "demographics_of", "find_match", "index_person",
            "keys_of", "merge_persons", "name_share", "pattern_of", "primary_name",
-           "record_decisions",
+           "decision_rows",
            "resident_id_of", "vector_of"]

@@ -141,3 +141,16 @@ def test_reindex_files_persons_under_the_current_keys(database):
     keys = {r.key for r in rows(database, T.block, person_id=person.person_id)}
     assert "bd:19900307" not in keys
     assert {f"id:{ZHANG_SAN_ID}", "bd:19900307:z", "n:张三"} <= keys
+
+
+def test_a_feed_with_many_identifiers_finds_its_person_by_each(database):
+    """More identifiers than one look-up statement holds (they are looked up in groups)."""
+    hospitals = [f"1.2.156.112604.1.5.{n}" for n in range(10, 16)]
+    first = feed(database, [Identifier(f"MR{n}", oid) for n, oid in enumerate(hospitals)],
+                 demo(family="欧阳", given="娜娜", birth="19850505", phone="", address=None))
+    again = feed(database, [Identifier(f"MR{n}", oid) for n, oid in enumerate(hospitals)]
+                 + [Identifier("NEW1", "1.2.156.112604.1.5.99")], {"sex": "F"})
+    assert again.person_id == first.person_id and not again.created
+    assert [i.value for i in again.added] == ["NEW1"] and not again.conflicts
+    last = feed(database, [Identifier("MR5", hospitals[5])], {"birth_time": "19850506"})
+    assert last.person_id == first.person_id and not last.added
