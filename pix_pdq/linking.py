@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from hie.db import member_of
 from pix_pdq import matching as M
+from pix_pdq import recording
 from pix_pdq import names as N
 from pix_pdq.resident_id import RESIDENT_ID_OID, ResidentId, foreign, parse as parse_resident_id
 from pix_pdq.tables import ACTIVE, block as t_block, identifier as t_id, person as t_person
@@ -109,28 +110,7 @@ def index_person(conn: Connection, person_id: int, d: M.Demographics,
                  fresh: bool = False) -> None:
     """File ``person_id`` under the keys of ``d`` (replacing its previous keys; a ``fresh``
     person has none yet)."""
-    keys = keys_of(d)
-    if conn.dialect.name == "postgresql":  # one statement, one round trip
-        conn.execute(_INSERT_BLOCKS_PG if fresh else _REFILE_BLOCKS_PG,
-                     {"keys": keys, "person": person_id})
-        return
-    if not fresh:
-        conn.execute(_DELETE_BLOCKS, {"person": person_id})
-    if keys:
-        conn.execute(t_block.insert(), [{"key": k, "person_id": person_id} for k in keys])
-
-
-_DELETE_BLOCKS = t_block.delete().where(t_block.c.person_id == sa.bindparam("person"))
-_INSERT_BLOCKS_PG = sa.text("INSERT INTO pix_block (key, person_id) "
-                            "SELECT unnest(CAST(:keys AS varchar[])), :person")
-# a person filed again: only the keys that changed are deleted and inserted (an update seldom
-# changes any; deleting and inserting the same rows cost index and WAL work for nothing) —
-# the two sets are disjoint, so the order PostgreSQL runs the two parts in does not matter
-_REFILE_BLOCKS_PG = sa.text(
-    "WITH gone AS (DELETE FROM pix_block WHERE person_id = :person "
-    "AND NOT (key = ANY(CAST(:keys AS varchar[])))) "
-    "INSERT INTO pix_block (key, person_id) SELECT unnest(CAST(:keys AS varchar[])), :person "
-    "ON CONFLICT DO NOTHING")
+    recording.file_blocks(conn, person_id, keys_of(d), fresh=fresh)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,14 +122,11 @@ _REFILE_BLOCKS_PG = sa.text(
 # only active persons are filed, and _candidate_persons keeps only active ones anyway
 # (no DISTINCT either: with it the planner preferred walking the person_id index in order and
 # filtering on the key); duplicates are removed here
-# each candidate comes with its resident ID number (when it has exactly one): a candidate whose
-# number differs from the feed's is two people by rule (matching.two_people) and is dropped
-# before its record is read — in a large index most of a block are such strangers
-_RECORDED_NUMBER = (sa.select(sa.case((sa.func.count() == 1, sa.func.min(t_id.c.value))))
-                    .where(t_id.c.person_id == t_block.c.person_id,
-                           t_id.c.domain_oid == RESIDENT_ID_OID, t_id.c.status == ACTIVE)
-                    .scalar_subquery())
-_CANDIDATES = {pg: sa.select(t_block.c.person_id, _RECORDED_NUMBER.label("number"))
+# each candidate comes with the resident ID number its blocks carry (recording.recorded_number):
+# a candidate whose number differs from the feed's is two people by rule (matching.two_people)
+# and is dropped before its record is read — in a large index most of a block are such
+# strangers
+_CANDIDATES = {pg: sa.select(t_block.c.person_id, t_block.c.number)
                .where(member_of(t_block.c.key, "keys", pg))
                .limit(4 * MAX_CANDIDATES) for pg in (False, True)}
 _NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
@@ -391,6 +368,7 @@ def merge_persons(conn: Connection, subsumed: int, survivor: int, now: dt.dateti
     conn.execute(t_person.update().where(t_person.c.id == subsumed).values(
         status=MERGED, merged_into=survivor, updated_at=now))
     conn.execute(t_block.delete().where(t_block.c.person_id == subsumed))
+    recording.renumber(conn, survivor)
 
 
 __all__ = ["MAX_CANDIDATES", "MatchResult", "demographics_of", "find_match", "index_person",

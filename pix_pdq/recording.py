@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import (ACTIVE, block as t_block, identifier as t_id, match as t_match,
                             person as t_person, review as t_review)
 
@@ -27,7 +28,8 @@ class Write:
     """``person_id`` None: a new person with the columns ``person``; else that person's columns
     are replaced by ``person`` (``enterprise_id`` among them only when it is to be set).
     ``identifiers`` (``pix_pdq.index.Identifier``) are added to it; its blocking keys become
-    ``keys``; ``matches`` / ``reviews`` are ``pix_match`` / ``pix_review`` rows without their
+    ``keys`` (each carrying the person's resident ID number, see :func:`recorded_number`);
+    ``matches`` / ``reviews`` are ``pix_match`` / ``pix_review`` rows without their
     ``person_id`` (see :func:`pix_pdq.linking.decision_rows`)."""
 
     person_id: int | None
@@ -65,15 +67,58 @@ def _write_statements(conn: Connection, plan: Write) -> int:
              "domain_namespace": i.namespace, "domain_type": i.domain_type,
              "id_type": i.id_type, "status": ACTIVE, "created_at": now}
             for i in plan.identifiers])
-    if plan.person_id is not None:
-        conn.execute(t_block.delete().where(t_block.c.person_id == person_id))
-    if plan.keys:
-        conn.execute(t_block.insert(), [{"key": k, "person_id": person_id} for k in plan.keys])
+    file_blocks(conn, person_id, plan.keys, fresh=plan.person_id is None)
     if plan.matches:
         conn.execute(t_match.insert(), [dict(r, person_id=person_id) for r in plan.matches])
     if plan.reviews:
         conn.execute(t_review.insert(), [dict(r, person_id=person_id) for r in plan.reviews])
     return int(person_id)
+
+
+# --------------------------------------------------------------------------------------------
+# blocking keys and the resident ID number they carry
+# --------------------------------------------------------------------------------------------
+
+def _number_of(person: Any) -> sa.ScalarSelect:
+    return (sa.select(sa.case((sa.func.count() == 1, sa.func.min(t_id.c.value))))
+            .where(t_id.c.person_id == person, t_id.c.domain_oid == RESIDENT_ID_OID,
+                   t_id.c.status == ACTIVE).scalar_subquery())
+
+
+_RECORDED_NUMBER = sa.select(_number_of(sa.bindparam("person")))
+_RENUMBER = t_block.update().where(t_block.c.person_id == sa.bindparam("person")).values(
+    number=_number_of(sa.bindparam("person")))
+
+
+def recorded_number(conn: Connection, person_id: int) -> str | None:
+    """The resident ID number the blocks of ``person_id`` carry: its one active identifier of
+    the national domain, None when it holds none — or several (two numbers joined by a merge:
+    then no candidate is judged by a number alone, see :func:`pix_pdq.linking.find_match`)."""
+    return conn.execute(_RECORDED_NUMBER, {"person": person_id}).scalar()
+
+
+def renumber(conn: Connection, person_id: int) -> None:
+    """The blocks of ``person_id`` carry its number again, after its identifiers changed
+    otherwise than through a feed (a merge moved some to it, an unlink took one away)."""
+    conn.execute(_RENUMBER, {"person": person_id})
+
+
+def file_blocks(conn: Connection, person_id: int, keys: Sequence[str], *,
+                fresh: bool = False) -> None:
+    """File ``person_id`` under ``keys`` (replacing its previous keys; a ``fresh`` person has
+    none yet), with its recorded number."""
+    number = recorded_number(conn, person_id)
+    if conn.dialect.name == "postgresql":   # one statement: only the keys that changed
+        conn.exec_driver_sql(
+            "WITH " + _KEYS_GONE + " INSERT INTO pix_block (key, person_id, number) "
+            "SELECT k, %(person)s, %(number)s FROM unnest(CAST(%(keys)s AS varchar[])) AS k "
+            + _KEY_KEPT, {"person": person_id, "keys": list(keys), "number": number})
+        return
+    if not fresh:
+        conn.execute(t_block.delete().where(t_block.c.person_id == person_id))
+    if keys:
+        conn.execute(t_block.insert(), [{"key": k, "person_id": person_id, "number": number}
+                                        for k in keys])
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,11 +146,19 @@ _IDENTIFIERS = (
     "CAST(%(i_values)s AS varchar[]), CAST(%(i_namespaces)s AS varchar[]), "
     "CAST(%(i_types)s AS varchar[]), CAST(%(i_id_types)s AS varchar[])) AS x(d, v, n, t, k))")
 # a person filed again loses and gains only the keys that changed (an update seldom changes
-# any); the two sets are disjoint, so the order the parts run in does not matter
+# any); the two sets are disjoint, so the order the parts run in does not matter.  A key kept
+# gets the person's number when that changed
 _KEYS_GONE = ("g AS (DELETE FROM pix_block WHERE person_id = %(person)s "
               "AND NOT (key = ANY(CAST(%(keys)s AS varchar[]))))")
-_KEYS = ("b AS (INSERT INTO pix_block (key, person_id) SELECT k, p.id FROM p, "
-         "unnest(CAST(%(keys)s AS varchar[])) AS k ON CONFLICT DO NOTHING)")
+_KEY_KEPT = ("ON CONFLICT (key, person_id) DO UPDATE SET number = EXCLUDED.number "
+             "WHERE pix_block.number IS DISTINCT FROM EXCLUDED.number")
+_KEYS = ("b AS (INSERT INTO pix_block (key, person_id, number) SELECT k, p.id, {number} "
+         "FROM p, unnest(CAST(%(keys)s AS varchar[])) AS k " + _KEY_KEPT + ")")
+# the number of a person updated: its active national identifiers with those added now
+_NUMBER = ("n AS (SELECT CASE WHEN count(*) = 1 THEN min(v) END AS number FROM (SELECT value "
+           "AS v FROM pix_identifier WHERE person_id = %(person)s AND domain_oid = %(national)s "
+           "AND status = %(active)s UNION SELECT unnest(CAST(%(i_national)s AS varchar[]))) "
+           "AS s)")
 _MATCHES = (
     "m AS (INSERT INTO pix_match (time, source, identifiers, person_id, candidate_id, outcome, "
     "score, evidence) SELECT %(now)s, %(m_source)s, %(m_identifiers)s, p.id, x.c, x.o, x.s, "
@@ -128,9 +181,10 @@ def _statement(new: bool, eid: bool, identifiers: bool, matches: bool, reviews: 
             eid=", enterprise_id = %(enterprise_id)s" if eid else "")]
         if identifiers:
             parts.append(_IDENTIFIERS)
-        if not new:
-            parts.append(_KEYS_GONE)
-        parts.append(_KEYS)
+        if new:   # its number: the one national identifier it is created with, if any
+            parts.append(_KEYS.format(number="%(number)s"))
+        else:
+            parts += [_NUMBER, _KEYS_GONE, _KEYS.format(number="(SELECT number FROM n)")]
         if matches:
             parts.append(_MATCHES)
         if reviews:
@@ -145,8 +199,10 @@ def _write_postgresql(conn: Connection, plan: Write) -> int:
     person = plan.person
     params: dict[str, Any] = {c: person.get(c) for c in _PERSON_COLUMNS}
     params.update(person=plan.person_id, active=ACTIVE, now=plan.now, keys=list(plan.keys),
-                  demographics=Jsonb(person["demographics"]))
+                  demographics=Jsonb(person["demographics"]), national=RESIDENT_ID_OID)
     ids = plan.identifiers
+    national = [i.value for i in ids if i.domain == RESIDENT_ID_OID]
+    params.update(i_national=national, number=national[0] if len(national) == 1 else None)
     if ids:
         params.update(i_domains=[i.domain for i in ids], i_values=[i.value for i in ids],
                       i_namespaces=[i.namespace for i in ids],
@@ -170,4 +226,4 @@ def _write_postgresql(conn: Connection, plan: Write) -> int:
     return int(person_id)
 
 
-__all__ = ["Write", "write"]
+__all__ = ["Write", "file_blocks", "recorded_number", "renumber", "write"]

@@ -102,6 +102,9 @@ block = sa.Table(
     # no foreign key: derived data (rebuilt by hie mpi reindex), written for every feed, of
     # persons never deleted — a referential check per key cost more than it guards
     sa.Column("person_id", BIGINT, primary_key=True, index=True),
+    # the person's resident ID number, when it holds exactly one (pix_pdq.recording): matching
+    # drops a candidate with another number without reading anything else of it
+    sa.Column("number", sa.String(18)),
 )
 
 match = sa.Table(

@@ -154,3 +154,26 @@ def test_a_feed_with_many_identifiers_finds_its_person_by_each(database):
     assert [i.value for i in again.added] == ["NEW1"] and not again.conflicts
     last = feed(database, [Identifier("MR5", hospitals[5])], {"birth_time": "19850506"})
     assert last.person_id == first.person_id and not last.added
+
+
+def test_blocks_carry_the_persons_one_resident_id_number(database):
+    """``pix_block.number`` follows the person's national identifiers through feeds, unlinks
+    and merges: its one number, none once it holds two."""
+    from pix_pdq import admin
+    from pix_pdq.index import merge_identifiers
+    first, second, third = (make(f"1101051990030712{n}") for n in (3, 4, 5))
+
+    def numbers(pid):
+        return {r.number for r in rows(database, T.block, person_id=pid)}
+    p = feed(database, [Identifier("MR0100", XIEHE), Identifier(first, RESIDENT_ID_OID)], demo())
+    assert numbers(p.person_id) == {first}
+    feed(database, [Identifier("MR0100", XIEHE), Identifier(second, RESIDENT_ID_OID)], {})
+    assert numbers(p.person_id) == {None}     # two numbers: none trusted alone
+    with database.begin() as conn:
+        out = admin.unlink(conn, p.person_id, RESIDENT_ID_OID, second, "审核员", NOW)
+    assert numbers(p.person_id) == {first} and numbers(out["new_person_id"]) == {second}
+    q = feed(database, [Identifier("TT0100", TIANTAN), Identifier(third, RESIDENT_ID_OID)],
+             demo(family="李四", birth="19700101"))
+    with database.begin() as conn:   # ADT^A40: 天坛's number merged into the 协和 person
+        merge_identifiers(conn, p.person_id, [Identifier("TT0100", TIANTAN)], NOW)
+    assert numbers(p.person_id) == {None} and not numbers(q.person_id)

@@ -66,3 +66,29 @@ def test_registration_numbers_continue_after_existing_rows(empty_db):
                 "SELECT attcompression FROM pg_attribute WHERE attrelid = 'xds_object'::regclass "
                 "AND attname = 'xml'")).scalar()
             assert compression == ("l" if has_lz4 else "")
+
+
+def test_blocks_get_the_persons_resident_id_number(empty_db):
+    """f2c8e5a7b9d1 fills ``pix_block.number`` for an index upgraded with data: the one
+    national identifier of each person; none for a person with none, or with two."""
+    migrations.upgrade(empty_db, "e4b7d9a1c3f6")
+    national = "2.16.156.10011.1.3"
+    with empty_db.begin() as conn:
+        for pid in (1, 2, 3):
+            conn.execute(sa.text(
+                "INSERT INTO pix_person (id, status, demographics, created_at, updated_at) "
+                "VALUES (:id, 'active', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"id": pid})
+        idents = [(1, national, "110105199003071234"), (1, "1.2.3", "MR1"), (2, "1.2.3", "MR2"),
+                  (3, national, "110105199003075678"), (3, national, "110105199003079012")]
+        for pid, domain, value in idents:
+            conn.execute(sa.text(
+                "INSERT INTO pix_identifier (person_id, domain_oid, value, domain_namespace, "
+                "domain_type, id_type, status, created_at) VALUES (:p, :d, :v, '', '', '', "
+                "'active', CURRENT_TIMESTAMP)"), {"p": pid, "d": domain, "v": value})
+        for pid in (1, 2, 3):
+            conn.execute(sa.text("INSERT INTO pix_block (key, person_id) VALUES ('bd:19900307:z', "
+                                 ":p)"), {"p": pid})
+    migrations.upgrade(empty_db)
+    with empty_db.read() as conn:
+        numbers = dict(conn.execute(sa.text("SELECT person_id, number FROM pix_block")).all())
+    assert numbers == {1: "110105199003071234", 2: None, 3: None}
