@@ -103,7 +103,8 @@ block = sa.Table(
     # persons never deleted — a referential check per key cost more than it guards
     sa.Column("person_id", BIGINT, primary_key=True, index=True),
     # the person's resident ID number, when it holds exactly one (pix_pdq.recording): matching
-    # drops a candidate with another number without reading anything else of it
+    # drops a candidate with another number without reading anything else of it (on
+    # PostgreSQL the primary key's index carries it too, INCLUDE: migration f2c8e5a7b9d1)
     sa.Column("number", sa.String(18)),
 )
 

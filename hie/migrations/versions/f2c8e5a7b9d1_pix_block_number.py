@@ -1,6 +1,8 @@
 """Blocking keys carry the person's resident ID number (pix_block.number: its one active
 identifier of the national domain 2.16.156.10011.1.3, NULL for none or several), so matching
-drops candidates with another number from the block rows alone
+drops candidates with another number from the block rows alone; on PostgreSQL the number is
+carried in the primary key's index too (INCLUDE), so the candidates are read from the index
+alone
 
 Revision ID: f2c8e5a7b9d1
 Revises: e4b7d9a1c3f6
@@ -24,11 +26,16 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         op.execute(f"UPDATE pix_block b SET number = n.value FROM ({_NUMBERS}) AS n "
                    "WHERE n.person_id = b.person_id")
+        op.execute("ALTER TABLE pix_block DROP CONSTRAINT pk_pix_block, ADD CONSTRAINT "
+                   "pk_pix_block PRIMARY KEY (key, person_id) INCLUDE (number)")
     else:
         op.execute(f"UPDATE pix_block SET number = (SELECT n.value FROM ({_NUMBERS}) AS n "
                    "WHERE n.person_id = pix_block.person_id)")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute("ALTER TABLE pix_block DROP CONSTRAINT pk_pix_block, ADD CONSTRAINT "
+                   "pk_pix_block PRIMARY KEY (key, person_id)")
     with op.batch_alter_table('pix_block') as batch:
         batch.drop_column('number')
