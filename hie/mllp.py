@@ -313,9 +313,10 @@ class MllpServer:
         loop = asyncio.get_running_loop()
         try:
             while not self._closing:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
-                except asyncio.TimeoutError:
+                try:   # (a timeout scope: wait_for made a task of every read)
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await reader.read(65536)
+                except TimeoutError:
                     log.info("MLLP connection from %s idle for %ss: closed", peer,
                              self.idle_timeout)
                     break
