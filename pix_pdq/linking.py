@@ -9,7 +9,9 @@ For an identity whose identifiers the index does not know yet, :func:`find_match
    date, the resident ID number — an identifier in the national domain 2.16.156.10011.1.3 or
    PID-19 — phone and address);
 2. finds the candidate persons through the blocking keys stored in ``pix_block`` (at most
-   :data:`MAX_CANDIDATES`), so a feed costs the same whatever the size of the index;
+   :data:`MAX_CANDIDATES`), so a feed costs the same whatever the size of the index; each key
+   carries its person's resident ID number, and a candidate with another valid number (two
+   people by rule, :func:`pix_pdq.matching.two_people`) is dropped unread;
 3. weighs each candidate (``name`` agreement weighted by how common the exact name is in the
    index) and links to the best one above the upper threshold — unless that person already has
    an identifier of the same source domain (one identity per domain per person: two numbers of
@@ -17,7 +19,8 @@ For an identity whose identifiers the index does not know yet, :func:`find_match
    a pair, and every pair between the thresholds, is queued in ``pix_review`` instead.
 
 Every comparison that ended in a link or a review is written to ``pix_match`` with its evidence
-(:func:`decision_rows`), so each link can be explained and undone.
+(:func:`decision_rows`, written by :mod:`pix_pdq.recording`), so each link can be explained and
+undone.
 """
 from __future__ import annotations
 
