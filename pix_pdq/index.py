@@ -264,7 +264,7 @@ def merge_identifiers(conn: Connection, survivor: int, prior: Sequence[Identifie
             conn.execute(t_person.update().where(t_person.c.id == owner).values(
                 status=MERGED, merged_into=survivor, updated_at=now))
             conn.execute(linking.t_block.delete().where(linking.t_block.c.person_id == owner))
-            recording.renumber(conn, survivor)   # it may hold the owner's number now
+        recording.renumber(conn, survivor)   # its numbers changed: the owner's, or one retired
         conn.execute(t_match.insert().values(
             time=now, source=source[:256], identifiers=key.cx, person_id=survivor,
             candidate_id=owner, outcome="merge", score=None,

@@ -177,3 +177,14 @@ def test_blocks_carry_the_persons_one_resident_id_number(database):
     with database.begin() as conn:   # ADT^A40: 天坛's number merged into the 协和 person
         merge_identifiers(conn, p.person_id, [Identifier("TT0100", TIANTAN)], NOW)
     assert numbers(p.person_id) == {None} and not numbers(q.person_id)
+
+
+def test_a_number_retired_by_a_merge_is_no_longer_carried(database):
+    """ADT^A40 retiring the person's own resident ID number (a wrong number merged into the
+    right one's person): its blocks stop carrying it, so it drops no candidate any more."""
+    from pix_pdq.index import merge_identifiers
+    wrong = make("11010519900307126")
+    p = feed(database, [Identifier("MR0200", XIEHE), Identifier(wrong, RESIDENT_ID_OID)], demo())
+    with database.begin() as conn:
+        merge_identifiers(conn, p.person_id, [Identifier(wrong, RESIDENT_ID_OID)], NOW)
+    assert {r.number for r in rows(database, T.block, person_id=p.person_id)} == {None}
