@@ -125,12 +125,14 @@ def index_person(conn: Connection, person_id: int, d: M.Demographics,
 # only active persons are filed, and _candidate_persons keeps only active ones anyway
 # (no DISTINCT either: with it the planner preferred walking the person_id index in order and
 # filtering on the key); duplicates are removed here
-# each candidate comes with the resident ID number its blocks carry (recording.recorded_number):
-# a candidate whose number differs from the feed's is two people by rule (matching.two_people)
-# and is dropped before its record is read — in a large index most of a block are such
-# strangers
-_CANDIDATES = {pg: sa.select(t_block.c.person_id, t_block.c.number)
-               .where(member_of(t_block.c.key, "keys", pg))
+# a candidate whose block carries another resident ID number than the feed's deciding one is
+# two people by rule (matching.two_people, matching.deciding_number): the query leaves it out,
+# from the index alone on PostgreSQL — in a large index most of a block are such strangers
+_CANDIDATES = {pg: sa.select(t_block.c.person_id)
+               .where(member_of(t_block.c.key, "keys", pg),
+                      sa.or_(sa.bindparam("any_number", type_=sa.Boolean),
+                             t_block.c.number.is_(None),
+                             t_block.c.number == sa.bindparam("number")))
                .limit(4 * MAX_CANDIDATES) for pg in (False, True)}
 _NAME_COUNT = sa.select(sa.func.count()).select_from(t_block).where(
     t_block.c.key == sa.bindparam("key"))
@@ -237,8 +239,8 @@ class _Ident:
 class MatchResult:
     """``person_id``: the person to link to (None: a new person); ``decision`` the winning
     comparison; ``reviews``: (candidate person, decision) pairs for the review queue;
-    ``compared``: how many candidates the blocks gave (those with another resident ID number,
-    dropped unread, included)."""
+    ``compared``: how many candidates were read (those with another resident ID number are
+    left out by the query)."""
 
     person_id: int | None = None
     decision: M.Decision | None = None
@@ -255,14 +257,12 @@ def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
     if not keys:
         return MatchResult()
     pg = conn.dialect.name == "postgresql"
-    numbers: dict[int, str | None] = {}
-    for pid, number in conn.execute(_CANDIDATES[pg], {"keys": keys}):
-        numbers.setdefault(pid, number)
-    ids = list(numbers)[:MAX_CANDIDATES]
-    result = MatchResult(compared=len(ids))
-    ids = [pid for pid in ids if numbers[pid] is None or not M.other_number(d.resident_id,
-                                                                            numbers[pid])]
+    number = M.deciding_number(d.resident_id)
+    ids = list(dict.fromkeys(conn.execute(_CANDIDATES[pg], {
+        "keys": keys, "any_number": number is None, "number": number}).scalars()))[
+        :MAX_CANDIDATES]
     persons = _candidate_persons(conn, ids)
+    result = MatchResult(compared=len(persons))
     share = name_share(conn, d.full_name) if persons else None
     domains = {i.domain for i in identifiers}
     enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}

@@ -149,8 +149,8 @@ def compare_resident_id(a: ResidentId | None, b: ResidentId | None) -> str:
     if a.valid and b.valid and a.number == b.number:
         return "exact"
     if a.valid and b.valid:
-        # two correct numbers that differ by one character are two people, unless one was
-        # mistyped into another valid number (1 in 11): still a typo, weighed as such
+        # two correct numbers: two people (MOD 11-2 leaves no valid number one typing error
+        # from another, see deciding_number; the check stays for safety's sake)
         return "typo" if _one_edit(a.number, b.number) else "different"
     if a.number == b.number:
         return "typo"         # the same invalid number on both sides
@@ -440,15 +440,19 @@ def two_people(a: Demographics, b: Demographics) -> bool:
         and rb.checked and compare_resident_id(ra, rb) == "different"
 
 
-def other_number(a: ResidentId | None, recorded: str) -> bool:
-    """:func:`two_people` for a candidate known only by the resident ID number the index
-    recorded for it (always valid and checked, see :func:`pix_pdq.index.national_identifier`):
-    whether ``a`` is a valid number more than one typing error away from it."""
-    return a is not None and a.valid and a.checked and recorded != a.number \
-        and _one_edit(a.number, recorded) is None
+def deciding_number(a: ResidentId | None) -> str | None:
+    """The number of ``a`` when it decides by itself (:func:`two_people`): a candidate whose
+    recorded number — always valid and checked — is another one is another person.  None when
+    ``a`` decides nothing (missing, invalid, or another scheme's).  No valid number is one
+    typing error from another: the MOD 11-2 check character of GB 11643 (ISO 7064) changes
+    with every single substitution and every exchange of adjacent characters, itself
+    included, so ``compare_resident_id`` never finds two valid numbers one error apart."""
+    if a is None or not a.valid or not a.checked:
+        return None
+    return a.number
 
 
-__all__ = ["two_people", "other_number", "Decision", "Demographics", "FIELDS", "FieldModel", "LEVELS", "MISSING", "Model",
+__all__ = ["two_people", "deciding_number", "Decision", "Demographics", "FIELDS", "FieldModel", "LEVELS", "MISSING", "Model",
            "blocking_keys", "compare", "compare_address", "compare_birth_date", "compare_name", "compare_phone",
            "compare_resident_id", "compare_sex", "decide", "default_model", "dice", "estimate",
            "normalize_address", "phone_digits"]

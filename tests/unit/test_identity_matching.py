@@ -210,18 +210,40 @@ def test_only_two_valid_numbers_veto():
     assert d.outcome == "link", d.evidence()  # everything else agrees
 
 
-def test_a_candidate_known_by_its_number_alone_is_judged_as_decide_would():
-    """``other_number`` (candidates dropped unread) agrees with ``two_people`` (the rule of
-    ``decide``) for a candidate holding a recorded, hence valid, number."""
-    other = R.make("32010219900307173")
-    for fed in (ZHANG_SAN_ID, ZHANG_SAN_ID[:17] + "0", "5304218", None):
-        for recorded in (ZHANG_SAN_ID, other, R.make(ZHANG_SAN_ID[:16] + "9")):
-            a, b = demo(rid=fed), demo(rid=recorded)
-            if fed == "5304218":
-                a = M.Demographics(**{**a.__dict__, "resident_id": R.foreign(fed)})
-            assert M.other_number(a.resident_id, recorded) == M.two_people(a, b), (fed, recorded)
-    assert M.other_number(demo().resident_id, other)
-    assert not M.other_number(demo(rid=ZHANG_SAN_ID[:17] + "0").resident_id, other)  # mistyped
+def _one_error_away(number: str) -> set[str]:
+    """Every string one typing error from ``number``: a character replaced (digits, X), or
+    two adjacent characters exchanged."""
+    out = set()
+    for i in range(len(number)):
+        for c in "0123456789X":
+            out.add(number[:i] + c + number[i + 1:])
+        if i + 1 < len(number):
+            out.add(number[:i] + number[i + 1] + number[i] + number[i + 2:])
+    out.discard(number)
+    return out
+
+
+def test_a_valid_number_decides_alone_and_none_is_one_typing_error_from_another():
+    """``deciding_number`` (what the candidate query keeps of a block) agrees with
+    ``two_people``: no valid number lies one typing error from another (every replaced
+    character and every exchange of neighbours, the check character included, over forty
+    numbers), so a candidate with another valid number is always another person."""
+    rng = random.Random(11643)
+    samples = [ZHANG_SAN_ID, R.make("11010519491231002"), R.make("44030419851111123")]
+    while len(samples) < 40:
+        samples.append(R.make(f"{rng.randint(110000, 659999)}19{rng.randint(50, 99)}0"
+                              f"{rng.randint(1, 9)}1{rng.randint(0, 8)}{rng.randint(100, 999)}"))
+    stranger = R.make("32010219900307173")
+    for number in samples:
+        a = demo(rid=number)
+        assert M.deciding_number(a.resident_id) == number
+        near = [n for n in _one_error_away(number) if R.parse(n).valid]
+        assert near == [], (number, near)
+        assert M.two_people(a, demo(rid=stranger)) == (stranger != number)
+        assert not M.two_people(a, demo(rid=number))
+    for fed in (ZHANG_SAN_ID[:17] + "0", None):   # mistyped, missing: no number decides
+        assert M.deciding_number(demo(rid=fed).resident_id) is None
+    assert M.deciding_number(R.foreign("5304218")) is None   # another scheme's number
 
 
 def test_a_rare_name_weighs_more_than_a_common_one():
