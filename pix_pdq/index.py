@@ -470,8 +470,11 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     if not national and not created:  # a new person holds only the identifiers just added
         value = conn.execute(_NATIONAL_OF, {"person": person_id}).scalar()
         national = [Identifier(value, RESIDENT_ID_OID)] if value else []
-    plan = recording.Write(person_id, person, now, identifiers=added,
-                           keys=linking.keys_of(linking.demographics_of(national, demo)))
+    if created and match is not None:   # a new person: filed under the keys it was matched by
+        keys = match.keys
+    else:
+        keys = linking.keys_of(linking.demographics_of(national, demo))
+    plan = recording.Write(person_id, person, now, identifiers=added, keys=keys)
     if match is not None:
         plan.matches, plan.reviews = linking.decision_rows(
             now=now, source=source, identifiers=unique, person_id=person_id, result=match,

@@ -248,21 +248,23 @@ class MatchResult:
     compared: int = 0
     patterns: dict[str, int] = field(default_factory=dict)   # comparison vectors seen, counted
     chosen: Candidate | None = None    # the person linked to, as read
+    keys: list[str] = field(default_factory=list)   # the identity's own blocking keys
 
 
 def find_match(conn: Connection, identifiers: Sequence[Any], d: M.Demographics,
                model: M.Model, affinity_domain: str = "") -> MatchResult:
     """See the module docstring (steps 2 and 3)."""
-    keys = [k for k in keys_of(d) if not k.startswith(NAME_KEY)]
+    filed = keys_of(d)
+    keys = [k for k in filed if not k.startswith(NAME_KEY)]
     if not keys:
-        return MatchResult()
+        return MatchResult(keys=filed)
     pg = conn.dialect.name == "postgresql"
     number = M.deciding_number(d.resident_id)
     ids = list(dict.fromkeys(conn.execute(_CANDIDATES[pg], {
         "keys": keys, "any_number": number is None, "number": number}).scalars()))[
         :MAX_CANDIDATES]
     persons = _candidate_persons(conn, ids)
-    result = MatchResult(compared=len(persons))
+    result = MatchResult(compared=len(persons), keys=filed)
     share = name_share(conn, d.full_name) if persons else None
     domains = {i.domain for i in identifiers}
     enterprise = {i.value for i in identifiers if affinity_domain and i.oid == affinity_domain}
