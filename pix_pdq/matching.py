@@ -148,10 +148,10 @@ def compare_resident_id(a: ResidentId | None, b: ResidentId | None) -> str:
         return MISSING
     if a.valid and b.valid and a.number == b.number:
         return "exact"
-    if a.valid and b.valid:
-        # two correct numbers: two people (MOD 11-2 leaves no valid number one typing error
-        # from another, see deciding_number; the check stays for safety's sake)
-        return "typo" if _one_edit(a.number, b.number) else "different"
+    if a.valid and b.valid and a.checked and b.checked:
+        # two correct GB 11643 numbers: two people (MOD 11-2 leaves no valid number one typing
+        # error from another, see deciding_number); another scheme's numbers may be mistyped
+        return "different"
     if a.number == b.number:
         return "typo"         # the same invalid number on both sides
     return "typo" if _one_edit(a.number, b.number) else "different"

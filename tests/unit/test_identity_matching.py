@@ -291,6 +291,9 @@ def test_numbers_of_another_scheme_are_compared_but_never_veto():
     b = M.Demographics("NEUMANN", "MICHAELA", "", "19151111", R.foreign("5034281"))
     d = M.decide(M.default_model(), a, b)
     assert d.levels["resident_id"] == "different" and not d.vetoed
+    # one typing error in such a number is a typo (no check character catches it)
+    assert M.compare_resident_id(R.foreign("5304218"), R.foreign("5304219")) == "typo"
+    assert M.compare_resident_id(R.foreign("5304218"), R.foreign("5034218")) == "typo"
     assert not R.foreign("5304218").checked and R.parse(ZHANG_SAN_ID).checked
     assert "id:5304218" in M.blocking_keys(a)
     assert not any(k.startswith(("idp:", "ids:")) for k in M.blocking_keys(a))
