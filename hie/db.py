@@ -35,12 +35,26 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+class NeedsTransaction(Exception):
+    """Raised inside a one-statement unit of work (:meth:`Database.begin` with
+    ``one_statement``) by a step that needs a transaction block: the caller runs its unit again
+    as an ordinary one.  Raised before anything was written."""
+
+
+def needs_transaction(conn: Connection) -> None:
+    """Called by a step that writes (or sets something) before a unit's final statement:
+    raises :class:`NeedsTransaction` when ``conn`` runs a one-statement unit."""
+    if conn.info.get("one_statement"):
+        raise NeedsTransaction()
+
+
 def custom_plans(conn: Connection) -> None:
     """PostgreSQL: plan the statements of this transaction with their values and the tables'
     sizes of now.  Prepared statements otherwise get a generic plan after five runs, made from
     average selectivities (and from statistics that lag a table growing fast, e.g. a platform
     loading its hospitals' patients) — a scan of a whole table or index for some values."""
     if conn.dialect.name == "postgresql":
+        needs_transaction(conn)  # SET LOCAL lasts as long as the transaction block
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
@@ -96,11 +110,30 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write unit of work: committed when the block ends, rolled back on any exception."""
+    def begin(self, one_statement: bool = False) -> Iterator[Connection]:
+        """A write unit of work: committed when the block ends, rolled back on any exception.
+
+        ``one_statement``: the caller's block reads, then writes everything in its **last
+        statement**.  On PostgreSQL the block then runs without a transaction block (autocommit):
+        one statement is atomic by itself, and under READ COMMITTED the reads before it see
+        what they would see inside a transaction (each statement its own snapshot; none of them
+        takes a lock) — two round trips (BEGIN, COMMIT) fewer per unit.  A step that would
+        write before the last statement calls :func:`needs_transaction`, which raises
+        :class:`NeedsTransaction` for the caller to run its unit again without
+        ``one_statement``.  Other databases ignore it."""
+        if one_statement and self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                conn.info["write"] = True
+                conn.info["one_statement"] = True
+                try:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                finally:
+                    conn.info["one_statement"] = False
+            return
         lock = self._write_lock or contextlib.nullcontext()
         with lock, self.engine.connect() as conn:
             conn.info["write"] = True
+            conn.info["one_statement"] = False
             with conn.begin():
                 yield conn
 
@@ -115,6 +148,7 @@ class Database:
         BEGIN / SET / COMMIT round trips."""
         with self.engine.connect() as conn:
             conn.info["write"] = False
+            conn.info["one_statement"] = False
             if self.dialect == "postgresql" and not planned:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
                 return

@@ -19,9 +19,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hie.context import Context
+from hie.db import needs_transaction
 from pix_pdq import notify
 from pix_pdq.estimation import load_model
 from pix_pdq.index import Identifier, merge_identifiers, record_identity, register_domains
+from pix_pdq.tables import feed_log
 
 log = logging.getLogger("pix_pdq.feed")
 
@@ -61,22 +63,43 @@ class UnknownDomains(Exception):
         self.identifiers = tuple(identifiers)
 
 
-def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str) -> FeedResult:
+LogRow = Callable[[Sequence[Identifier], Sequence[Identifier]], dict[str, Any]]
+
+
+def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str,
+               log: LogRow | None = None) -> FeedResult:
     """Record ``feed`` in the caller's unit of work; raises :class:`UnknownDomains`,
-    :class:`pix_pdq.index.InvalidIdentity`, or IntegrityError (a concurrent writer: retry)."""
+    :class:`pix_pdq.index.InvalidIdentity`, or IntegrityError (a concurrent writer: retry).
+
+    ``log(conflicts, unknown_prior)``: the feed's ``pix_feed_log`` row (without ``person_id``),
+    written with the person — in the same statement when the feed is not a merge, so that a
+    unit of work run with ``one_statement`` (:meth:`hie.db.Database.begin`) applies an ordinary
+    feed in one statement.  A merge, a feed to notify consumers of, a feed naming a new domain
+    or one received while the index is young raise :class:`hie.db.NeedsTransaction` there,
+    before anything is written."""
+    if feed.prior or notify.consumers(ctx.settings):   # more than one statement's writes
+        needs_transaction(conn)
     affinity = ctx.settings.affinity_domain
     source = source[:256]
     unknown = register_domains(conn, feed.identifiers, auto=ctx.settings.pix_auto_domains,
                                affinity_domain=affinity, source=source, now=ctx.now())
     if unknown:
         raise UnknownDomains(unknown)
+    rows = None
+    if log is not None and not feed.prior:
+        def rows(conflicts):
+            return [(feed_log, log([ident for ident, _owner in conflicts], ()))]
     result = record_identity(conn, feed.identifiers, feed.demographics,
                              affinity_domain=affinity, now=ctx.now(), source=source,
-                             register=False, model=load_model(ctx.settings.data_dir))
+                             register=False, model=load_model(ctx.settings.data_dir), rows=rows)
     unknown_prior: Sequence[Identifier] = ()
     if feed.prior:
         unknown_prior = merge_identifiers(conn, result.person_id, feed.prior, ctx.now(),
                                           f"{source} merge"[:256])
+        if log is not None:
+            conn.execute(feed_log.insert(), dict(
+                log([ident for ident, _owner in result.conflicts], unknown_prior),
+                person_id=result.person_id))
     if result.created or result.added or len(unknown_prior) < len(feed.prior):
         notify.changed(ctx.node, conn, [result.person_id])  # ITI-10 / ITI-46, via the outbox
     return FeedResult(result.person_id, result.created,

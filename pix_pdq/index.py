@@ -14,12 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hie.db import custom_plans
+from hie.db import custom_plans, needs_transaction
 from hie.hl7v2 import DEFAULT_DELIMITERS, Field
 from pix_pdq import linking, recording
 from pix_pdq import matching as M
@@ -310,6 +310,7 @@ def register_domains(conn: Connection, identifiers: Sequence[Identifier], *, aut
     unknown = [i for i in identifiers if i.domain not in known]
     if not unknown or not auto:
         return unknown
+    needs_transaction(conn)
     now = now or dt.datetime.now(dt.timezone.utc)
     rows = {i.domain: {"oid": i.domain, "namespace": i.namespace, "source": source[:256],
                        "auto": True, "created_at": now} for i in unknown}
@@ -399,7 +400,10 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                     demographics: Mapping[str, Any] | None = None, *,
                     affinity_domain: str = "", now: dt.datetime | None = None,
                     source: str = "", model: M.Model | None = None,
-                    matching: bool = True, register: bool = True) -> RecordResult:
+                    matching: bool = True, register: bool = True,
+                    rows: Callable[[Sequence[tuple[Identifier, int]]],
+                                   Sequence[tuple[sa.Table, dict[str, Any]]]] | None = None
+                    ) -> RecordResult:
     """Record that ``identifiers`` name one person with ``demographics`` (merged into what is
     known, see :func:`merge_demographics`).
 
@@ -411,7 +415,9 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     added to it; identifiers recorded for a *different* person are left there and reported in
     :attr:`RecordResult.conflicts`.  Every identifier needs a value and a domain (ValueError).
     Concurrent writers may make the inserts fail with an IntegrityError: the caller retries its
-    unit of work.
+    unit of work.  ``rows(conflicts)`` gives rows of other tables written with the person (see
+    :class:`pix_pdq.recording.Write`).  Everything is written by the last statement (see
+    :meth:`hie.db.Database.begin`, ``one_statement``), but for a new domain's registration.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     if linking.young(conn):  # its statistics lag its growth: plan with the values (hie.db)
@@ -474,7 +480,8 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
         keys = match.keys
     else:
         keys = linking.keys_of(linking.demographics_of(national, demo))
-    plan = recording.Write(person_id, person, now, identifiers=added, keys=keys)
+    plan = recording.Write(person_id, person, now, identifiers=added, keys=keys,
+                           rows=rows(conflicts) if rows is not None else ())
     if match is not None:
         plan.matches, plan.reviews = linking.decision_rows(
             now=now, source=source, identifiers=unique, person_id=person_id, result=match,

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hie.context import SERIOUS_FAILURE, Context
+from hie.db import NeedsTransaction
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
@@ -314,30 +315,44 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
 
     source = f"ITI-8 {'|'.join(_sender(msg))}"
     attempts = 0
+    one_statement = True   # until a step needs a transaction block (hie.db.NeedsTransaction)
 
     def unit() -> tuple[Message, Any, list[ErrorDetail]]:
-        nonlocal attempts
+        nonlocal attempts, one_statement
         attempts += 1
-        with ctx.db.begin() as conn:
-            # a message received before is caught by the unique key of its feed log row, which
-            # rolls this unit back; the retry finds the row (no look-up for every new message)
-            stored = _stored(conn, msg) if attempts > 1 else None
-            if stored is not None:
-                return _replay(ctx, msg, stored), None, []
-            result = apply_feed(ctx, conn, feed, source)
+        answer: dict[str, Any] = {}
+
+        def log(conflicts, unknown_prior) -> dict[str, Any]:
+            """The feed log row, with the ACK: built before the feed is written, in the
+            statement that writes it (hie.db.Database.begin, one_statement)."""
             warnings = [
                 ErrorDetail(HL7.DUPLICATE_KEY_IDENTIFIER,
                             f"identifier {ident.cx} is recorded for another patient; not linked",
                             f"PID^1^3^{feed.identifiers.index(ident) + 1}", "W")
-                for ident in result.conflicts]
+                for ident in conflicts]
             warnings += [
                 ErrorDetail(HL7.UNKNOWN_KEY_IDENTIFIER,
                             f"prior identifier {ident.cx} is not known; nothing merged",
                             f"MRG^1^1^{feed.prior.index(ident) + 1}", "W")
-                for ident in result.unknown_prior]
-            ack = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
-            conn.execute(_LOG, _log_row(ctx, msg, raw, ack, result.person_id))
-            return ack, result, warnings
+                for ident in unknown_prior]
+            answer["ack"] = build_ack(msg, "AA", warnings, **_ack_kw(ctx, msg))
+            answer["warnings"] = warnings
+            return _log_row(ctx, msg, raw, answer["ack"], None)
+
+        try:
+            with ctx.db.begin(one_statement=one_statement) as conn:
+                # a message received before is caught by the unique key of its feed log row,
+                # which undoes the write; the retry finds the row (no look-up for every new
+                # message)
+                stored = _stored(conn, msg) if attempts > 1 else None
+                if stored is not None:
+                    return _replay(ctx, msg, stored), None, []
+                result = apply_feed(ctx, conn, feed, source, log=log)
+                return answer["ack"], result, answer["warnings"]
+        except NeedsTransaction:
+            one_statement = False
+            attempts -= 1
+            return unit()
 
     try:
         ack, result, warnings = run(ctx, unit, msg.control_id)

@@ -1,7 +1,8 @@
 """Writing what :func:`pix_pdq.index.record_identity` decided for one identity feed (ITI TF-2a
 3.8.4.1.3: the PIX Manager records the identifiers and the cross-reference): the person's row
-(a new one, or the known one updated), the identifiers added to it, its blocking keys, and the
-matching decisions with the pairs queued for review.
+(a new one, or the known one updated), the identifiers added to it, its blocking keys, the
+matching decisions with the pairs queued for review, and rows of other tables that belong with
+them (the ITI-8 feed log).
 
 :class:`Write` is the plan, built the same way for every database; :func:`write` carries it out
 — on PostgreSQL as **one statement** (data-modifying common table expressions: the feed is one
@@ -30,7 +31,9 @@ class Write:
     ``identifiers`` (``pix_pdq.index.Identifier``) are added to it; its blocking keys become
     ``keys`` (each carrying the person's resident ID number, see :func:`recorded_number`);
     ``matches`` / ``reviews`` are ``pix_match`` / ``pix_review`` rows without their
-    ``person_id`` (see :func:`pix_pdq.linking.decision_rows`)."""
+    ``person_id`` (see :func:`pix_pdq.linking.decision_rows`); ``rows`` are rows of other
+    tables written with the person in the same statement (e.g. the ITI-8 feed log), each
+    ``(table, row)`` with its ``person_id`` column set to the person."""
 
     person_id: int | None
     person: dict[str, Any]
@@ -39,6 +42,7 @@ class Write:
     keys: Sequence[str] = ()
     matches: list[dict[str, Any]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    rows: Sequence[tuple[sa.Table, dict[str, Any]]] = ()
 
 
 def write(conn: Connection, plan: Write) -> int:
@@ -72,6 +76,8 @@ def _write_statements(conn: Connection, plan: Write) -> int:
         conn.execute(t_match.insert(), [dict(r, person_id=person_id) for r in plan.matches])
     if plan.reviews:
         conn.execute(t_review.insert(), [dict(r, person_id=person_id) for r in plan.reviews])
+    for table, row in plan.rows:
+        conn.execute(table.insert(), dict(row, person_id=person_id))
     return int(person_id)
 
 
@@ -170,11 +176,19 @@ _REVIEWS = (
     "unnest(CAST(%(r_candidates)s AS bigint[]), CAST(%(r_scores)s AS float8[]), "
     "CAST(%(r_evidence)s AS jsonb[])) AS x(c, s, e))")
 
-_statements: dict[tuple[bool, ...], str] = {}
+_statements: dict[tuple[Any, ...], str] = {}
 
 
-def _statement(new: bool, eid: bool, identifiers: bool, matches: bool, reviews: bool) -> str:
-    shape = (new, eid, identifiers, matches, reviews)
+def _row_part(n: int, table: sa.Table, columns: Sequence[str]) -> str:
+    """Row ``n`` of ``rows``: an insert into ``table`` with the person's id."""
+    names = ", ".join(table.c[c].name for c in columns)
+    values = ", ".join(f"%(x{n}_{c})s" for c in columns)
+    return f"x{n} AS (INSERT INTO {table.name} ({names}, person_id) SELECT {values}, p.id FROM p)"
+
+
+def _statement(new: bool, eid: bool, identifiers: bool, matches: bool, reviews: bool,
+               rows: tuple[tuple[sa.Table, tuple[str, ...]], ...] = ()) -> str:
+    shape = (new, eid, identifiers, matches, reviews, rows)
     sql = _statements.get(shape)
     if sql is None:
         parts = [_INSERT_PERSON if new else _UPDATE_PERSON.format(
@@ -189,6 +203,7 @@ def _statement(new: bool, eid: bool, identifiers: bool, matches: bool, reviews: 
             parts.append(_MATCHES)
         if reviews:
             parts.append(_REVIEWS)
+        parts += [_row_part(n, table, columns) for n, (table, columns) in enumerate(rows)]
         sql = _statements[shape] = "WITH " + ", ".join(parts) + " SELECT id FROM p"
     return sql
 
@@ -218,8 +233,13 @@ def _write_postgresql(conn: Connection, plan: Write) -> int:
         params.update(r_candidates=[r["candidate_id"] for r in plan.reviews],
                       r_scores=[r["score"] for r in plan.reviews],
                       r_evidence=[Jsonb(r["evidence"]) for r in plan.reviews])
+    shapes = []
+    for n, (table, row) in enumerate(plan.rows):
+        columns = tuple(c for c in row if c != "person_id")
+        shapes.append((table, columns))
+        params.update((f"x{n}_{c}", row[c]) for c in columns)
     sql = _statement(new, not new and "enterprise_id" in person, bool(ids), bool(plan.matches),
-                     bool(plan.reviews))
+                     bool(plan.reviews), tuple(shapes))
     person_id = conn.exec_driver_sql(sql, params).scalar()
     if person_id is None:
         raise sa.exc.NoResultFound(f"person {plan.person_id} is gone")

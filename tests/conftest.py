@@ -80,6 +80,17 @@ def database(database_url):
     db.dispose()
 
 
+@pytest.fixture(params=["young", "grown"])
+def index_age(request, monkeypatch):
+    """The patient index young (feeds plan each statement with its values, one transaction
+    each) or grown: the size from which feeds keep PostgreSQL's cached plans and an ordinary
+    feed is one statement outside a transaction block (hie.db.Database.begin)."""
+    from pix_pdq import linking
+    if request.param == "grown":
+        monkeypatch.setattr(linking, "YOUNG", 0)
+    return request.param
+
+
 @pytest.fixture
 def pg_database(postgres):
     """A fresh database on the throwaway PostgreSQL only, for what only PostgreSQL has."""

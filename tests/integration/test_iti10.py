@@ -26,6 +26,8 @@ from tests.integration.test_merge import a40
 from tests.mllp_support import resident_id, running
 from tests.serve import serve
 
+pytestmark = pytest.mark.usefixtures("index_age")
+
 OTHER_HIS = "1.2.156.112604.1.9"  # 天坛医院's patient numbers
 
 

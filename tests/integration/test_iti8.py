@@ -3,8 +3,11 @@ acknowledgement mode), on SQLite and PostgreSQL: every acknowledgement path (AA,
 stored ACK of a duplicate), GB 18030 messages with Chinese names, malformed frames that leave the
 listener serving, and the recorded identities as the XDS registry sees them through is_known.
 Sent with python-hl7's MLLPClient (a real HL7 client) and, for what it cannot send, a plain
-socket."""
+socket.  Every test runs against a young index (each feed one transaction, statements planned
+with their values) and a grown one (on PostgreSQL an ordinary feed is one statement outside a
+transaction block; see hie.db.Database.begin)."""
 import os
+import re
 import threading
 
 import hl7
@@ -21,6 +24,8 @@ from pix_pdq.mllp_service import start_mllp
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log, person as t_person
 from tests.mllp_support import MllpClient, resident_id, running
+
+pytestmark = pytest.mark.usefixtures("index_age")
 
 HIS_OID = "1.2.156.112604.1.1.101.2"     # the hospital HIS's patient-ID domain (test value)
 IDCARD_OID = "2.16.156.10011.1.5"        # resident identity numbers' domain in these tests
@@ -241,6 +246,74 @@ def test_internal_error_is_ar_207_without_stack_trace(mllp, aff, database, monke
 
 
 # -- duplicates ------------------------------------------------------------------------------
+
+def _statements_of(node, work):
+    """(autocommit, SQL) of every statement the MLLP handler threads run during ``work()``."""
+    seen = []
+
+    def note(conn, _cursor, statement, _params, _context, _many):
+        if threading.current_thread().name.startswith("mllp"):
+            dbapi = conn.connection.dbapi_connection
+            seen.append((getattr(dbapi, "autocommit", None), " ".join(statement.split())))
+    sa.event.listen(node.db.engine, "before_cursor_execute", note)
+    try:
+        work()
+    finally:
+        sa.event.remove(node.db.engine, "before_cursor_execute", note)
+    return seen
+
+
+def _writes(statements):
+    return [sql for _auto, sql in statements
+            if re.search(r"\b(INSERT|UPDATE|DELETE)\b", sql, re.IGNORECASE)]
+
+
+def test_the_unit_of_work_of_a_feed(mllp, aff, database, node, index_age):
+    """On PostgreSQL with a grown index, an ordinary feed (a new person, then an update) reads
+    and then writes everything — person, identifiers, keys, decisions and the feed log row — in
+    one statement outside a transaction block; a young index and SQLite use one transaction;
+    a merge always does."""
+    pg = database.dialect == "postgresql"
+    one = pg and index_age == "grown"
+    idcard = resident_id("110101", "19800101", "001")
+    # the first feed registers its identifiers' domains: a write before the last statement
+    seen = _statements_of(node, lambda: send(mllp, adt(
+        aff, control_id="U0", eid="E0900", mrn="H0900", name="李^四^^^^^L", birth="19700304",
+        idcard=resident_id("110101", "19700304", "002"))))
+    assert any("INSERT INTO pix_domain" in w and auto is not True
+               for auto, w in seen if w in _writes(seen))
+    for control_id, name in (("U1", "张^三^^^^^L"), ("U2", "张^叁^^^^^L")):
+        seen = _statements_of(node, lambda: send(mllp, adt(aff, control_id=control_id, name=name,
+                                                          idcard=idcard)))
+        assert seen, "no statement seen"
+        writes = _writes(seen)
+        if one:
+            assert all(auto is True for auto, _sql in seen)
+            assert len(writes) == 1 and writes[0] == seen[-1][1]
+            assert "pix_feed_log" in writes[0] and "pix_block" in writes[0]
+        else:   # the unit (after the reads of a first try, on PostgreSQL) is a transaction
+            start = next(n for n, (auto, _sql) in enumerate(seen) if auto is not True)
+            assert not any(auto is True for auto, _sql in seen[start:])
+            assert all(sql not in writes for _auto, sql in seen[:start])
+            assert any(sql.startswith("SET LOCAL plan_cache_mode" if pg else "BEGIN IMMEDIATE")
+                       for _auto, sql in seen[start:])
+            assert any("pix_feed_log" in w for w in writes)
+    p = person_of(database, f"E0001^^^&{aff}&ISO")
+    assert p.name == "张叁" and len(p.identifiers) == 3
+    with database.read() as c:
+        rows = c.execute(sa.select(feed_log.c.control_id, feed_log.c.person_id, feed_log.c.ack_code)
+                         .order_by(feed_log.c.id)).all()
+    assert [tuple(r) for r in rows][1:] == [("U1", p.id, "AA"), ("U2", p.id, "AA")]
+    merge = ("MSH|^~\\&|HIS|北京协和医院|HIE|REGION|20240501083000+0800||ADT^A40^ADT_A39|U3|P|2.5"
+             f"\rEVN|A40|20240501083000\rPID|1||E0001^^^&{aff}&ISO^PI||张^叁\r"
+             f"MRG|H0001^^^HIS&{HIS_OID}&ISO^MR\r")
+    seen = _statements_of(node, lambda: send(mllp, merge))
+    assert not any(auto is True for auto, _sql in seen)   # a transaction: several writes
+    assert len(_writes(seen)) > 1
+    with database.read() as c:
+        assert c.execute(sa.select(feed_log.c.person_id).where(
+            feed_log.c.control_id == "U3")).scalar() == p.id
+
 
 def test_duplicate_control_id_returns_the_stored_ack(mllp, aff, database):
     first = send(mllp, adt(aff, control_id="D1"))

@@ -5,6 +5,7 @@ both; the subsumed ID is no longer known (new registrations under it get XDSUnkn
 an unknown MRG-1 is a warning, a missing MRG an AE."""
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from pix_pdq.index import is_known
@@ -14,6 +15,8 @@ from tests.integration import iti18_support as Q
 from tests.integration.test_iti8 import adt, aff, mllp, send  # noqa: F401 - fixtures
 from xds_registry import iti42
 from xds_registry.query_find import FIND_DOCUMENTS, FIND_FOLDERS, FIND_SUBMISSION_SETS, GET_ALL
+
+pytestmark = pytest.mark.usefixtures("index_age")
 
 APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 
