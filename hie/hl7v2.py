@@ -143,10 +143,23 @@ class Delimiters:
     def escape_text(self, text: str) -> str:
         """Escape one leaf value (2.7.1): delimiters become \\F\\ \\S\\ \\T\\ \\R\\ \\E\\; CR and LF,
         which cannot appear inside a segment, become \\X0D\\ and \\X0A\\."""
-        specials = self._escape_map
-        if not any(c in specials for c in text):
+        if self._specials.isdisjoint(text):
             return text
-        return "".join(specials.get(c, c) for c in text)
+        return text.translate(self._escape_table)
+
+    @functools.cached_property
+    def _specials(self) -> frozenset[str]:
+        return frozenset(self._escape_map)
+
+    @functools.cached_property
+    def _escape_table(self) -> dict[int, str]:
+        return str.maketrans(self._escape_map)
+
+    @functools.cached_property
+    def _structure(self) -> frozenset[str]:
+        """The characters that split or escape a field's text (a text without them is one
+        value)."""
+        return frozenset((self.repetition, self.component, self.subcomponent, self.escape))
 
     @functools.cached_property
     def _escape_map(self) -> dict[str, str]:
@@ -286,6 +299,8 @@ class Field:
         """A field from its encoded text (still escaped)."""
         if not raw:
             return cls(())
+        if d._structure.isdisjoint(raw):   # most fields: one value, nothing escaped
+            return cls((((raw,),),))
         un = d.unescape_text
         return cls(_norm_field(
             _norm_rep(_norm_comp(un(s, encoding) for s in comp.split(d.subcomponent))
@@ -293,6 +308,9 @@ class Field:
             for rep in raw.split(d.repetition)))
 
     def encode(self, d: Delimiters = DEFAULT_DELIMITERS) -> str:
+        reps = self.reps
+        if len(reps) == 1 and len(reps[0]) == 1 and len(reps[0][0]) == 1:   # one value
+            return d.escape_text(reps[0][0][0])
         esc = d.escape_text
         return d.repetition.join(
             d.component.join(d.subcomponent.join(esc(s) for s in comp) for comp in rep)
