@@ -87,8 +87,9 @@ def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str,
         raise UnknownDomains(unknown)
     rows = None
     if log is not None and not feed.prior:
-        def rows(conflicts):
+        def log_rows(conflicts):
             return [(feed_log, log([ident for ident, _owner in conflicts], ()))]
+        rows = log_rows
     result = record_identity(conn, feed.identifiers, feed.demographics,
                              affinity_domain=affinity, now=ctx.now(), source=source,
                              register=False, model=load_model(ctx.settings.data_dir), rows=rows)

@@ -136,9 +136,22 @@ def merge_demographics(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
 # queries
 # --------------------------------------------------------------------------------------------
 
-def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str], int]:
+@dataclass(frozen=True)
+class Owner:
+    """A person holding one of a feed's identifiers, with what recording the feed needs of it:
+    its enterprise id, its demographics and its resident ID number (one of its active national
+    identifiers, None if it has none) — read with the identifiers, so that a feed of a known
+    patient reads once before it writes."""
+
+    person_id: int
+    enterprise_id: str | None
+    demographics: dict[str, Any]
+    national: str | None
+
+
+def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str], Owner]:
     keys = sorted({(i.domain, i.value) for i in ids})
-    found: dict[tuple[str, str], int] = {}
+    found: dict[tuple[str, str], Owner] = {}
     for start in range(0, len(keys), _SLOTS):
         chunk = keys[start:start + _SLOTS]
         chunk += chunk[-1:] * (_SLOTS - len(chunk))   # unused slots repeat the last pair
@@ -146,7 +159,8 @@ def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str]
         for n, (domain, value) in enumerate(chunk):
             params[f"d{n}"], params[f"v{n}"] = domain, value
         for r in conn.execute(_LOOKUP, params):
-            found[(r.domain_oid, r.value)] = r.person_id
+            found[(r.domain_oid, r.value)] = Owner(r.person_id, r.enterprise_id,
+                                                   r.demographics or {}, r.national)
     return found
 
 
@@ -155,9 +169,17 @@ def _lookup(conn: Connection, ids: Iterable[Identifier]) -> dict[tuple[str, str]
 # so PostgreSQL keeps one generic plan; with arrays (domain = ANY .. AND value = ANY ..) its
 # generic plan looked dearer than a custom one and every feed planned the statement anew
 _SLOTS = 4
-_LOOKUP = sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id).where(sa.or_(*(
-    sa.and_(t_id.c.domain_oid == sa.bindparam(f"d{n}"), t_id.c.value == sa.bindparam(f"v{n}"))
-    for n in range(_SLOTS))))
+_national = t_id.alias("national")
+_LOOKUP = (
+    sa.select(t_id.c.domain_oid, t_id.c.value, t_id.c.person_id, t_person.c.enterprise_id,
+              t_person.c.demographics,
+              sa.select(_national.c.value).where(
+                  _national.c.person_id == t_id.c.person_id,
+                  _national.c.domain_oid == RESIDENT_ID_OID, _national.c.status == ACTIVE)
+              .limit(1).scalar_subquery().label("national"))
+    .select_from(t_id.join(t_person, t_person.c.id == t_id.c.person_id))
+    .where(sa.or_(*(sa.and_(t_id.c.domain_oid == sa.bindparam(f"d{n}"),
+                            t_id.c.value == sa.bindparam(f"v{n}")) for n in range(_SLOTS)))))
 
 
 def is_known(conn: Connection, cx: str, domain: str | None = None) -> bool:
@@ -349,8 +371,8 @@ def _from_row(row: Any) -> Identifier:
 # recording
 # --------------------------------------------------------------------------------------------
 
-def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence[Identifier],
-                   owners: Mapping[tuple[str, str], int]) -> int | None:
+def _choose_person(ids: Sequence[Identifier], anchor: Sequence[Identifier],
+                   owners: Mapping[tuple[str, str], Owner]) -> Owner | None:
     """The person the identifiers are recorded for: the holder of the affinity-domain
     identifier; else the holder of another identifier, unless the message brings an
     affinity-domain identifier and that holder already has a different one (then a new person:
@@ -363,21 +385,9 @@ def _choose_person(conn: Connection, ids: Sequence[Identifier], anchor: Sequence
         owner = owners.get((ident.domain, ident.value))
         if owner is None:
             continue
-        if not anchor:
-            return owner
-        eid = conn.execute(sa.select(t_person.c.enterprise_id)
-                           .where(t_person.c.id == owner)).scalar()
-        if eid is None:
+        if not anchor or owner.enterprise_id is None:
             return owner
     return None
-
-
-# statements of record_identity, built once (building one per feed cost more than running it)
-_PERSON_DEMOGRAPHICS = sa.select(t_person.c.demographics, t_person.c.enterprise_id).where(
-    t_person.c.id == sa.bindparam("person"))
-_NATIONAL_OF = sa.select(t_id.c.value).where(
-    t_id.c.person_id == sa.bindparam("person"), t_id.c.domain_oid == RESIDENT_ID_OID,
-    t_id.c.status == ACTIVE).limit(1)
 
 
 class InvalidIdentity(ValueError):
@@ -445,7 +455,8 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
     owners = _lookup(conn, unique)
     anchor = [i for i in unique if affinity_domain and i.oid == affinity_domain]
     enterprise_id = anchor[0].value if anchor else None
-    person_id = _choose_person(conn, unique, anchor, owners)
+    chosen = _choose_person(unique, anchor, owners)
+    person_id = chosen.person_id if chosen is not None else None
     model = model or M.default_model()
     match = None
     if person_id is None and matching:
@@ -453,15 +464,16 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
                                    model, affinity_domain)
         person_id = match.person_id
     created = person_id is None
+    number = None   # the known person's resident ID number
     if created:
         demo = merge_demographics({}, demo_new)
         person: dict[str, Any] = {"enterprise_id": enterprise_id}
     else:
-        if match is not None and match.chosen is not None:  # read by matching just now
-            stored, eid = match.chosen.record, match.chosen.enterprise_id
-        else:
-            row = conn.execute(_PERSON_DEMOGRAPHICS, {"person": person_id}).one()
-            stored, eid = row.demographics or {}, row.enterprise_id
+        if chosen is not None:   # read with the identifiers
+            stored, eid, number = chosen.demographics, chosen.enterprise_id, chosen.national
+        else:                    # the person matching linked to, as it read it
+            linked = match.chosen
+            stored, eid, number = linked.record, linked.enterprise_id, linked.national
         demo = merge_demographics(stored, demo_new)
         person = {"enterprise_id": enterprise_id} if eid is None and enterprise_id else {}
     person.update(demographics=demo, **_columns(demo))
@@ -470,12 +482,11 @@ def record_identity(conn: Connection, identifiers: Sequence[Identifier],
         owner = owners.get((ident.domain, ident.value))
         if owner is None:
             added.append(ident)
-        elif owner != person_id:
-            conflicts.append((ident, owner))
+        elif owner.person_id != person_id:
+            conflicts.append((ident, owner.person_id))
     national = [i for i in unique if i.domain == RESIDENT_ID_OID]
-    if not national and not created:  # a new person holds only the identifiers just added
-        value = conn.execute(_NATIONAL_OF, {"person": person_id}).scalar()
-        national = [Identifier(value, RESIDENT_ID_OID)] if value else []
+    if not national and number:   # a new person holds only the identifiers just added
+        national = [Identifier(number, RESIDENT_ID_OID)]
     if created and match is not None:   # a new person: filed under the keys it was matched by
         keys = match.keys
     else:

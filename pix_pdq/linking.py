@@ -201,12 +201,14 @@ _CANDIDATE_ROWS = {pg: sa.select(t_person.c.id, t_person.c.demographics, t_perso
 @dataclass
 class Candidate:
     """A person of the index as matching sees it: its comparable demographics, the domains
-    it holds identifiers of, its enterprise id, and its record as stored (``demographics``)."""
+    it holds identifiers of, its enterprise id, its record as stored (``demographics``) and
+    a resident ID number it holds."""
 
     demographics: M.Demographics
     domains: set[str]
     enterprise_id: str | None
     record: dict[str, Any]
+    national: str | None = None   # one of its active resident ID numbers
 
 
 def _candidate_persons(conn: Connection, ids: Sequence[int]) -> dict[int, Candidate]:
@@ -221,7 +223,8 @@ def _candidate_persons(conn: Connection, ids: Sequence[int]) -> dict[int, Candid
     for pid, (r, own) in rows.items():
         record = dict(r.demographics or {})
         out[pid] = Candidate(demographics_of(own, record), {i.domain for i in own},
-                             r.enterprise_id, record)
+                             r.enterprise_id, record, next(
+                                 (i.value for i in own if i.domain == RESIDENT_ID_OID), None))
     return out
 
 
