@@ -413,6 +413,16 @@ _PATH = re.compile(r"([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+)(?:\[(\d+)\])?"
                    r"(?:\.(\d+)(?:\.(\d+))?)?)?\Z")
 
 
+@functools.lru_cache(maxsize=1024)   # the paths are the handlers' constants
+def _terse_path(path: str) -> tuple[str, int, int | None, int, int, int]:
+    m = _PATH.match(path)
+    if not m:
+        raise ValueError(f"not an HL7 path: {path!r}")
+    name, occ, fld, rep, comp, sub = m.groups()
+    return (name, int(occ or 1), int(fld) if fld is not None else None, int(rep or 1),
+            int(comp or 1), int(sub or 1))
+
+
 @dataclass
 class Message:
     """A parsed or built HL7 v2 message.  ``encoding`` is the Python codec the bytes are in (from
@@ -440,17 +450,13 @@ class Message:
     def get(self, path: str) -> str:
         """The leaf at a terse path: ``SEG[occurrence]-field[repetition].component.subcomponent``,
         e.g. ``MSH-9.2``, ``PID-3[2].4.2``, ``OBX[3]-5``; "" when absent."""
-        m = _PATH.match(path)
-        if not m:
-            raise ValueError(f"not an HL7 path: {path!r}")
-        name, occ, fld, rep, comp, sub = m.groups()
-        seg = self.segment(name, int(occ or 1))
-        if seg is None or fld is None:
+        name, occ, n, rep, comp, sub = _terse_path(path)
+        seg = self.segment(name, occ)
+        if seg is None or n is None:
             return ""
-        n = int(fld)
         if name == "MSH" and n in (1, 2):
             return self.delimiters.field if n == 1 else self.delimiters.encoding_characters
-        return seg.value(n, int(rep or 1), int(comp or 1), int(sub or 1))
+        return seg.value(n, rep, comp, sub)
 
     @property
     def msh(self) -> Segment:

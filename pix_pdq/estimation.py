@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -59,18 +60,30 @@ def from_json(data: dict) -> M.Model:
                                lower=float(data["lower"]), prior=float(data["prior"]))
 
 
+MODEL_CHECK = 1.0   # seconds between two looks at the model file's time (a feed asks each time)
+_checked: dict[Path, tuple[float, M.Model]] = {}
+
+
 def load_model(data_dir: Path) -> M.Model:
-    """The estimated model of the node, else the defaults (re-read when the file changes)."""
+    """The estimated model of the node, else the defaults (re-read when the file changes; a
+    file written by ``hie mpi estimate`` is in use within :data:`MODEL_CHECK` seconds)."""
     path = model_path(data_dir)
+    now = time.monotonic()
+    recent = _checked.get(path)
+    if recent is not None and now - recent[0] < MODEL_CHECK:
+        return recent[1]
     try:
         mtime = path.stat().st_mtime
     except OSError:
-        return M.default_model()
-    seen = _cache.get(path)
-    if seen is None or seen[0] != mtime:
-        seen = (mtime, from_json(json.loads(path.read_text("utf-8"))))
-        _cache[path] = seen
-    return seen[1]
+        model = M.default_model()
+    else:
+        seen = _cache.get(path)
+        if seen is None or seen[0] != mtime:
+            seen = (mtime, from_json(json.loads(path.read_text("utf-8"))))
+            _cache[path] = seen
+        model = seen[1]
+    _checked[path] = (now, model)
+    return model
 
 
 def save_model(data_dir: Path, model: M.Model) -> Path:
@@ -78,6 +91,7 @@ def save_model(data_dir: Path, model: M.Model) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(to_json(model), ensure_ascii=False, indent=2), "utf-8")
     tmp.replace(path)
+    _checked.pop(path, None)   # this process uses it from its next feed on
     return path
 
 

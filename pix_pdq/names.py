@@ -47,6 +47,7 @@ def is_chinese(text: str) -> bool:
                or "\U00020000" <= c <= "\U0002ebef" for c in text)
 
 
+@lru_cache(maxsize=65536)   # a feed normalizes each of its names several times
 def normalize(text: str | None) -> str:
     """The comparable form of a name (see the module docstring); Latin names upper-cased."""
     if not text:

@@ -15,6 +15,7 @@ resident-ID identity domain is :data:`RESIDENT_ID_OID`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -86,6 +87,11 @@ def _birth(yyyymmdd: str) -> bool:
 def parse(value: str) -> ResidentId:
     """Read a resident ID number; see :class:`ResidentId`."""
     raw = value if isinstance(value, str) else ""
+    return _parse(raw, dt.date.today())   # a birth date is valid from its day on
+
+
+@functools.lru_cache(maxsize=16384)   # a feed reads its numbers several times
+def _parse(raw: str, _today: dt.date) -> ResidentId:
     number = normalize(raw)
     if len(number) == 15 and number.isdigit():
         if not _birth("19" + number[6:12]):
