@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hie.context import Context
 from hie.db import needs_transaction
-from pix_pdq import notify
+from pix_pdq import linking, notify
 from pix_pdq.estimation import load_model
 from pix_pdq.index import Identifier, merge_identifiers, record_identity, register_domains
 from pix_pdq.tables import feed_log
@@ -107,6 +107,14 @@ def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str,
                       tuple(ident for ident, _owner in result.conflicts), tuple(unknown_prior))
 
 
+def one_statement_first(ctx: Context, feed: Feed) -> bool:
+    """Whether a unit of work applying ``feed`` should try the one-statement way first (see
+    :func:`apply_feed`): not for a merge, nor when consumers are to be notified, nor while the
+    index is known to be young — those would raise :class:`hie.db.NeedsTransaction` anyway."""
+    return not (feed.prior or notify.consumers(ctx.settings)
+                or linking.known_young(str(ctx.db.engine.url)))
+
+
 def run(ctx: Context, unit: Callable[[], T], what: str = "") -> T:
     """Call ``unit`` (which opens and commits its own unit of work) until it does not lose a
     unique-key race to a concurrent feed, at most :data:`ATTEMPTS` times."""
@@ -140,5 +148,5 @@ def note_patient(ctx: Context, identifiers: Sequence[Identifier]) -> None:
         ctx.note(ident.cx)
 
 
-__all__ = ["Feed", "FeedResult", "UnknownDomains", "apply_feed", "run", "note_applied",
-           "note_patient"]
+__all__ = ["Feed", "FeedResult", "UnknownDomains", "apply_feed", "one_statement_first", "run",
+           "note_applied", "note_patient"]

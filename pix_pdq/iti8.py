@@ -42,7 +42,8 @@ from hie.db import NeedsTransaction
 from hie.errors import HL7, Hl7Error
 from hie.hl7v2 import (DEFAULT_DELIMITERS, ErrorDetail, Field, Message, Segment, ack_for_error,
                        build_ack, parse)
-from pix_pdq.feed import Feed, UnknownDomains, apply_feed, note_applied, note_patient, run
+from pix_pdq.feed import (Feed, UnknownDomains, apply_feed, note_applied, note_patient,
+                           one_statement_first, run)
 from pix_pdq.index import Identifier, national_identifier
 from pix_pdq.resident_id import RESIDENT_ID_OID
 from pix_pdq.tables import feed_log
@@ -315,7 +316,8 @@ def handle(ctx: Context, msg: Message, raw: bytes | None = None) -> Message:
 
     source = f"ITI-8 {'|'.join(_sender(msg))}"
     attempts = 0
-    one_statement = True   # until a step needs a transaction block (hie.db.NeedsTransaction)
+    # one statement, until a step needs a transaction block (hie.db.NeedsTransaction)
+    one_statement = one_statement_first(ctx, feed)
 
     def unit() -> tuple[Message, Any, list[ErrorDetail]]:
         nonlocal attempts, one_statement

@@ -152,6 +152,12 @@ def _active_persons(conn: Connection) -> int:
 YOUNG = 100_000  # active persons below which the index counts as young (growing fast)
 
 
+def known_young(url: str) -> bool:
+    """Whether the index of the database at ``url`` was young when last counted (no query)."""
+    seen = _totals.get(url)
+    return seen is not None and seen[1] < YOUNG
+
+
 def young(conn: Connection) -> bool:
     """Whether the index is still small enough that its tables can outgrow their statistics
     between two autovacuum analyses (a new platform loading its hospitals' patients): feeds
