@@ -202,6 +202,7 @@ def load(url: str, data_dir: Path, n: int, procs: int) -> None:
     seconds = time.perf_counter() - t0
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
         c.execute("VACUUM ANALYZE")
+        c.execute("CHECKPOINT")   # the load's dirty pages written now, not during the feeds
         persons = c.execute("SELECT count(*) FROM pix_person").fetchone()[0]
         size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     emit(bench="mpi", measure="load", persons=persons, loaded=loaded, procs=procs,
