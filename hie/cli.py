@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--relink", action="store_true",
                    help="then weigh persons left alone again and merge those that now match")
     m.set_defaults(func=cmd_mpi)
+    from conformance.cli import add_parser as add_conformance
+    add_conformance(sub)
     return p
 
 
