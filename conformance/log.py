@@ -17,6 +17,7 @@ from typing import Sequence
 
 from lxml import etree
 
+from conformance import xmlin
 from conformance.testplan import Report, UseId, UseReport
 
 SECTIONS = ("AssignedUids", "AssignedUuids", "AssignedPatientId")
@@ -51,7 +52,7 @@ def evaluate(report: Report, log: StepLog) -> str:
     if doc is None:
         raise Unresolved(f"report {report.name}: no {report.section} in step {log.step}")
     try:
-        found = etree.fromstring(doc).xpath(report.xpath)
+        found = xmlin.parse(doc).xpath(report.xpath)
     except (etree.XMLSyntaxError, etree.XPathError) as exc:
         raise Unresolved(f"report {report.name}: {exc}") from None
     if isinstance(found, list):

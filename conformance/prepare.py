@@ -30,7 +30,9 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+from conformance import xmlin
+from conformance.ebrim21 import RIM
+
 NS = {"rim": RIM}
 # ITI TF-3 Table 4.2.5-1 (external identifier schemes)
 UNIQUE_ID_SCHEMES = {
@@ -126,8 +128,7 @@ def prepare(text: str, values: Mapping[str, str], *, patient_id: str | None, uui
     then the patient id (None: ``NoPatientId``), uniqueIds and entryUUIDs."""
     text = substitute(text, values)
     try:
-        root = etree.fromstring(text.encode("utf-8"), etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False))
+        root = xmlin.parse(text.encode("utf-8"))
     except etree.XMLSyntaxError as exc:
         raise PreparationError(f"metadata is not XML: {exc}") from None
     if translate is not None:

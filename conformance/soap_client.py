@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from conformance import xmlin
+
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
 XOP = "http://www.w3.org/2004/08/xop/include"
@@ -125,10 +127,6 @@ def mtom(action: str, body: etree._Element, to: str, documents: dict[str, bytes]
     return Request(b"".join(out), ctype, mid)
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=True)
-
-
 def _multipart(content_type: str, body: bytes) -> tuple[bytes, dict[str, bytes]]:
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
@@ -155,7 +153,7 @@ def read_reply(content_type: str, body: bytes) -> SoapReply:
     if content_type.lower().startswith("multipart/related"):
         body, attachments = _multipart(content_type, body)
     try:
-        env = etree.fromstring(body, _PARSER)
+        env = xmlin.parse(body, huge=True)
     except etree.XMLSyntaxError as exc:
         raise ReplyError(f"the response is not XML: {exc}") from None
     if env.tag != f"{{{SOAP12}}}Envelope":

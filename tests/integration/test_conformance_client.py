@@ -124,6 +124,10 @@ def test_a_fault_is_read_as_one(live):
     assert reply.is_fault and reply.fault_code.endswith("Sender") and reply.fault_reason
     with pytest.raises(S.ReplyError):
         S.read_reply("application/soap+xml", b"<html>proxy error</html>")
+    with pytest.raises(S.ReplyError, match="DTD"):   # SOAP 1.2 Part 1 5: no DTD in a message
+        S.read_reply("application/soap+xml", b'<!DOCTYPE e [<!ENTITY y "x">]>'
+                     b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope">'
+                     b'<e:Body><r>&y;</r></e:Body></e:Envelope>')
     with pytest.raises(S.ReplyError):
         S.read_reply('multipart/related; boundary="b"; start="<r>"',
                      b"--b\r\nContent-ID: <x>\r\n\r\n<a/>\r\n--b--\r\n")

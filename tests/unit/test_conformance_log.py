@@ -70,3 +70,16 @@ def test_what_the_run_does_not_have_is_unresolved():
         evaluate(Report("x", "Result", "//a"), log)
     with pytest.raises(Unresolved):
         evaluate(Report("x", "InputMetadata", "//a["), log)   # not an XPath
+
+
+def test_a_report_over_a_hostile_response_expands_no_entity(tmp_path):
+    """The Result comes from the target under test: a DTD is refused, so neither a file entity
+    nor an internal one (the stuff of entity-expansion bombs) is read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    log = StepLog("1", "s", "s", output=(
+        f'<!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}"><!ENTITY y "EXPANDED">]>'
+        '<r><v>&x;</v><w>&y;</w></r>').encode())
+    for path in ("string(/r/v)", "string(/r/w)"):
+        with pytest.raises(Unresolved, match="DTD"):
+            evaluate(Report("v", "Result", path), log)
