@@ -38,9 +38,6 @@ PRIOR_WEIGHT = 200.0   # pseudo-observations of the starting model per field (se
 MIN_VECTORS = 200      # fewer comparisons than this: keep the model as it is
 MIN_UPPER = 14.0       # about: exact birth date alone, or ID number alone, is not enough
 REVIEW_POSTERIOR = 0.05
-_cache: dict[Path, tuple[float, M.Model]] = {}
-
-
 def model_path(data_dir: Path) -> Path:
     return Path(data_dir) / MODEL_FILE
 
@@ -61,7 +58,8 @@ def from_json(data: dict) -> M.Model:
 
 
 MODEL_CHECK = 1.0   # seconds between two looks at the model file's time (a feed asks each time)
-_checked: dict[Path, tuple[float, M.Model]] = {}
+# model file -> (when looked at, its mtime or None when absent, the model in use)
+_cache: dict[Path, tuple[float, float | None, M.Model]] = {}
 
 
 def load_model(data_dir: Path) -> M.Model:
@@ -69,20 +67,19 @@ def load_model(data_dir: Path) -> M.Model:
     file written by ``hie mpi estimate`` is in use within :data:`MODEL_CHECK` seconds)."""
     path = model_path(data_dir)
     now = time.monotonic()
-    recent = _checked.get(path)
-    if recent is not None and now - recent[0] < MODEL_CHECK:
-        return recent[1]
+    seen = _cache.get(path)
+    if seen is not None and now - seen[0] < MODEL_CHECK:
+        return seen[2]
     try:
-        mtime = path.stat().st_mtime
+        mtime: float | None = path.stat().st_mtime
     except OSError:
-        model = M.default_model()
+        mtime = None
+    if seen is not None and seen[1] == mtime:
+        model = seen[2]
     else:
-        seen = _cache.get(path)
-        if seen is None or seen[0] != mtime:
-            seen = (mtime, from_json(json.loads(path.read_text("utf-8"))))
-            _cache[path] = seen
-        model = seen[1]
-    _checked[path] = (now, model)
+        model = M.default_model() if mtime is None else \
+            from_json(json.loads(path.read_text("utf-8")))
+    _cache[path] = (now, mtime, model)
     return model
 
 
@@ -91,7 +88,7 @@ def save_model(data_dir: Path, model: M.Model) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(to_json(model), ensure_ascii=False, indent=2), "utf-8")
     tmp.replace(path)
-    _checked.pop(path, None)   # this process uses it from its next feed on
+    _cache.pop(path, None)   # this process uses it from its next feed on
     return path
 
 

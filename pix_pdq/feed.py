@@ -77,7 +77,7 @@ def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str,
     feed in one statement.  A merge, a feed to notify consumers of, a feed naming a new domain
     or one received while the index is young raise :class:`hie.db.NeedsTransaction` there,
     before anything is written."""
-    if feed.prior or notify.consumers(ctx.settings):   # more than one statement's writes
+    if _several_writes(ctx, feed):
         needs_transaction(conn)
     affinity = ctx.settings.affinity_domain
     source = source[:256]
@@ -107,12 +107,16 @@ def apply_feed(ctx: Context, conn: Connection, feed: Feed, source: str,
                       tuple(ident for ident, _owner in result.conflicts), tuple(unknown_prior))
 
 
+def _several_writes(ctx: Context, feed: Feed) -> bool:
+    """A merge, or a feed whose consumers are to be notified: more than one statement writes."""
+    return bool(feed.prior or notify.consumers(ctx.settings))
+
+
 def one_statement_first(ctx: Context, feed: Feed) -> bool:
     """Whether a unit of work applying ``feed`` should try the one-statement way first (see
-    :func:`apply_feed`): not for a merge, nor when consumers are to be notified, nor while the
-    index is known to be young — those would raise :class:`hie.db.NeedsTransaction` anyway."""
-    return not (feed.prior or notify.consumers(ctx.settings)
-                or linking.known_young(str(ctx.db.engine.url)))
+    :func:`apply_feed`): not when it writes more than once, nor while the index is known to be
+    young — those would raise :class:`hie.db.NeedsTransaction` anyway."""
+    return not (_several_writes(ctx, feed) or linking.known_young(str(ctx.db.engine.url)))
 
 
 def run(ctx: Context, unit: Callable[[], T], what: str = "") -> T:
