@@ -38,10 +38,20 @@ class StepLog:
     reports: dict[str, str] = field(default_factory=dict)
 
 
-def _section_of(testdir: str, current: str) -> str:
-    """``../submit`` -> ``submit``; empty or ``.`` -> the current section."""
-    name = testdir.rstrip("/").rsplit("/", 1)[-1] if testdir else ""
-    return current if name in ("", ".") else name
+def locate(testdir: str, test: str, section: str) -> tuple[str, str]:
+    """(test, section) a ``testdir`` names, seen from ``test``/``section``: ``../submit`` or
+    ``submit`` -> a section of this test; ``../../12346/single_doc`` -> a section of another;
+    empty, ``.`` or ``THIS`` -> this section."""
+    parts = [p for p in testdir.replace("\\", "/").split("/") if p not in ("", ".")]
+    ups = 0
+    while ups < len(parts) and parts[ups] == "..":
+        ups += 1
+    rest = parts[ups:]
+    if not rest or rest == ["THIS"]:
+        return test, section
+    if ups >= 2:
+        return rest[0], (rest[1] if len(rest) > 1 else ".")
+    return test, rest[-1]
 
 
 def evaluate(report: Report, log: StepLog) -> str:
@@ -81,7 +91,7 @@ class RunLog:
             log.reports[r.name] = evaluate(r, log)
         return log
 
-    def _step(self, test: str, section: str, step: str) -> StepLog:
+    def step(self, test: str, section: str, step: str) -> StepLog:
         found = self.steps.get((test, section, step))
         if found is None:   # a section of one step: its step name is often not repeated
             candidates = [v for (t, s, _), v in self.steps.items() if (t, s) == (test, section)]
@@ -95,7 +105,7 @@ class RunLog:
         """The value ``use`` names, for a step of ``test`` / ``section``."""
         if use.section not in SECTIONS:
             raise Unresolved(f"UseId section {use.section!r} is not one of {SECTIONS}")
-        log = self._step(test, _section_of(use.testdir, section), use.step)
+        log = self.step(*locate(use.testdir, test, section), use.step)
         value = log.assigned.get(use.section, {}).get(use.id)
         if value is None:
             raise Unresolved(f"{use.section} of {log.test}/{log.section}/{log.step} has no "
@@ -103,7 +113,8 @@ class RunLog:
         return value
 
     def use_report(self, test: str, section: str, use: UseReport) -> str:
-        log = self._step(use.test or test, use.section or section, use.step)
+        log = self.step(use.test or test,
+                         section if use.section in ("", "THIS") else use.section, use.step)
         if use.report_name not in log.reports:
             raise Unresolved(f"{log.test}/{log.section}/{log.step} reported no "
                              f"{use.report_name!r}")
@@ -117,4 +128,4 @@ class RunLog:
         return out
 
 
-__all__ = ["SECTIONS", "Unresolved", "StepLog", "RunLog", "evaluate"]
+__all__ = ["SECTIONS", "Unresolved", "StepLog", "RunLog", "evaluate", "locate"]

@@ -55,15 +55,24 @@ class PreparationError(ValueError):
     """The metadata cannot be made ready (a placeholder nobody gave a value, not XML)."""
 
 
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
 def substitute(text: str, values: Mapping[str, str]) -> str:
     """``text`` with each ``$name$`` of ``values`` replaced (XML-escaped); raises
-    :class:`PreparationError` naming those left without a value."""
+    :class:`PreparationError` naming those left without a value.  XML comments are dropped
+    first (the kit comments out elements holding placeholders nobody gives)."""
+    text = _COMMENT.sub("", text)
     out = PLACEHOLDER.sub(lambda m: escape(values[m.group(0)], {'"': "&quot;"})
                           if m.group(0) in values else m.group(0), text)
     left = sorted(set(PLACEHOLDER.findall(out)))
     if left:
         raise PreparationError("no value for " + ", ".join(left))
     return out
+
+
+def _owner(ei: etree._Element) -> str:
+    return ei.get("registryObject") or ei.getparent().get("id", "")
 
 
 def set_patient_id(root: etree._Element, patient_id: str) -> int:
@@ -76,12 +85,20 @@ def set_patient_id(root: etree._Element, patient_id: str) -> int:
     return n
 
 
+def patient_ids(root: etree._Element) -> dict[str, str]:
+    """The patient id of each object that has one, by its (symbolic) id: the section
+    ``AssignedPatientId`` of the step's log."""
+    return {_owner(ei): ei.get("value", "") for ei in root.iter(f"{{{RIM}}}ExternalIdentifier")
+            if ei.get("identificationScheme") in PATIENT_ID_SCHEMES}
+
+
 @dataclass
 class Assigned:
     """What a preparation assigned, by symbolic id (the sections of the step's log)."""
 
     uuids: dict[str, str] = field(default_factory=dict)   # AssignedUuids
     uids: dict[str, str] = field(default_factory=dict)    # AssignedUids
+    patients: dict[str, str] = field(default_factory=dict)   # AssignedPatientId
 
 
 def new_uid_source(root: str = "1.2.156.112604.1.99") -> Callable[[], str]:
@@ -93,15 +110,19 @@ def new_uid_source(root: str = "1.2.156.112604.1.99") -> Callable[[], str]:
 
 def assign(root: etree._Element, *, uuids: bool, uids: bool,
            new_uid: Callable[[], str] | None = None,
-           new_uuid: Callable[[], str] | None = None) -> Assigned:
-    """Assign uniqueIds (``uids``) and entryUUIDs (``uuids``) in place; see the module text."""
+           new_uuid: Callable[[], str] | None = None, keep_uids: frozenset = frozenset()
+           ) -> Assigned:
+    """Assign uniqueIds (``uids``; not those of the objects in ``keep_uids``) and entryUUIDs
+    (``uuids``) in place; see the module text."""
     new_uid = new_uid or new_uid_source()
     new_uuid = new_uuid or (lambda: f"urn:uuid:{uuid.uuid4()}")
-    done = Assigned()
+    done = Assigned(patients=patient_ids(root))
     if uids:
         for ei in root.iter(f"{{{RIM}}}ExternalIdentifier"):
             if ei.get("identificationScheme") in UNIQUE_ID_SCHEMES:
-                owner = ei.get("registryObject") or ei.getparent().get("id", "")
+                owner = _owner(ei)
+                if owner in keep_uids:
+                    continue
                 uid = new_uid()
                 ei.set("value", uid)
                 done.uids[owner] = uid
@@ -123,7 +144,8 @@ def assign(root: etree._Element, *, uuids: bool, uids: bool,
 def prepare(text: str, values: Mapping[str, str], *, patient_id: str | None, uuids: bool,
             uids: bool, translate: Callable[[etree._Element], etree._Element] | None = None,
             new_uid: Callable[[], str] | None = None,
-            new_uuid: Callable[[], str] | None = None) -> tuple[etree._Element, Assigned]:
+            new_uuid: Callable[[], str] | None = None, keep_uids: frozenset = frozenset()
+            ) -> tuple[etree._Element, Assigned]:
     """The metadata of one step ready to send: placeholders, then (2.1 files) ``translate``,
     then the patient id (None: ``NoPatientId``), uniqueIds and entryUUIDs."""
     text = substitute(text, values)
@@ -135,8 +157,9 @@ def prepare(text: str, values: Mapping[str, str], *, patient_id: str | None, uui
         root = translate(root)
     if patient_id is not None:
         set_patient_id(root, patient_id)
-    return root, assign(root, uuids=uuids, uids=uids, new_uid=new_uid, new_uuid=new_uuid)
+    return root, assign(root, uuids=uuids, uids=uids, new_uid=new_uid, new_uuid=new_uuid,
+                        keep_uids=keep_uids)
 
 
 __all__ = ["UNIQUE_ID_SCHEMES", "PATIENT_ID_SCHEMES", "PLACEHOLDER", "PreparationError",
-           "Assigned", "substitute", "set_patient_id", "new_uid_source", "assign", "prepare"]
+           "Assigned", "substitute", "set_patient_id", "patient_ids", "new_uid_source", "assign", "prepare"]

@@ -136,6 +136,8 @@ class Transaction:
     assertions: list[Assertion] = field(default_factory=list)
     data_refs: list[DataRef] = field(default_factory=list)
     wait_before_ms: int = 0
+    # NoAssignUids id="Document01": keep these objects' uniqueIds (without an id: keep all)
+    keep_uids: set[str] = field(default_factory=set)
     unknown: list[str] = field(default_factory=list)   # elements this reader does not know
 
 
@@ -180,7 +182,9 @@ def _transaction(el: ET._Element) -> Transaction:
         tag = c.tag
         if not isinstance(tag, str):      # a comment
             continue
-        if tag in _FLAGS:
+        if tag == "NoAssignUids" and c.get("id"):
+            tx.keep_uids.add(c.get("id"))
+        elif tag in _FLAGS:
             tx.flags.add(tag)
         elif tag == "MetadataFile":
             tx.metadata_file = _text(c)

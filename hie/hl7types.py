@@ -13,7 +13,11 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+# ITI TF-3 Table 4.2.3.1.7-2: an OID is dotted decimal (digits and dots, no leading zeros,
+# at least two arcs).  The first arc is not limited to 0-2 (ITU-T X.660's roots): the TF does
+# not ask for it and the profiles' own test data does not obey it (the NIST toolkit's sourceId
+# 129.6.58.92.1.1), so a registry refusing it refuses conformant traffic.
+OID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 UUID_URN_RE = re.compile(
     r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 OID_MAX = 64        # ITI TF-3 4.2.3.1.6: OIDs used as XDS uniqueIds are at most 64 characters

@@ -17,7 +17,7 @@ One SubmitObjectsRequest carries a SubmissionSet and operations, each recognised
 
 Errors: XDSMetadataVersionError (PreviousVersion is not the latest version, unknown logicalID,
 status update of an older version), XDSMetadataUpdateError (an object that belongs to no
-operation, malformed operation slots, changing uniqueId/objectType/hash/size, two operations on
+operation, malformed operation slots, changing uniqueId/objectType, two operations on
 one logical object, OriginalStatus not the current status, associating deprecated objects),
 XDSPatientIDReconciliationError (a patient ID change of an object that is a Folder member, has
 members or document relationships, 3.57.4.1.3.3.1.7 / 3.57.4.1.3.3.3.7).  The whole transaction is
@@ -306,10 +306,8 @@ def _check_version(conn: Connection, op: VersionOp, versions: list[Existing],
         if prev is not None:
             if prev.object_type != e.object_type:
                 errors.error(UPD, f"DocumentEntry {e.id}: objectType cannot change", e.id)
-            if not e.is_on_demand and ((e.hash or "").lower() != (prev.hash or "").lower()
-                                       or e.size != prev.size):
-                errors.error(UPD, f"DocumentEntry {e.id}: hash and size describe the document "
-                             "and cannot change in a metadata update", e.id)
+            # hash and size may change: no rule of 3.57.4.1.3.3.1 keeps them (NIST 15800,
+            # 15801/hash update them and expect Success)
     if e.patient_id != latest.patient_id:
         _check_patient_change(conn, e, latest, errors)
 

@@ -75,9 +75,7 @@ def test_register_then_query_as_test_11990_says(kit, live):
 def test_an_unknown_patient_is_refused(kit, live):
     registry = live.http + "/xds/registry"
     other = "NOSUCH01^^^&" + X.AFFINITY_DOMAIN + "&ISO"
-    # (11996's own file has sourceId 129.6.58.92.1.1, which the node refuses first: an OID's
-    # first arc is 0, 1 or 2 — ITU-T X.660; the same submission of 11990 isolates the check)
-    root, _ = _ready(kit, "11990", "submit", "single_doc.xml", {"$patientid$": other}, other,
+    root, _ = _ready(kit, "11996", "submit", "single_doc.xml", {"$patientid$": other}, other,
                      uuids=True, uids=True)
     status, errors = S.registry_status(_send(registry, S.plain(S.ACTIONS["ITI-42"], root,
                                                                 registry)).body)
@@ -92,11 +90,10 @@ def test_provide_as_mtom_then_retrieve(kit, live):
     tx = plan.steps[0].transaction
     root, assigned = _ready(kit, "11966", "submit", tx.metadata_file, {"$patientid$": cx}, cx,
                             uuids=True, uids=True)
-    # 11966's sourceId 129.6.58.92.1.1 is refused by the node (first arc of an OID: 0-2,
-    # ITU-T X.660) — a finding for the suite run to settle; this test is about the MTOM client
-    for ei in root.iter(f"{{{prepare.RIM}}}ExternalIdentifier"):
-        if ei.get("identificationScheme") == SOURCE_ID_SCHEME:
-            ei.set("value", "1.3.6.1.4.1.21367.2008.1.2.178")
+    # the kit's sourceId 129.6.58.92.1.1 is taken as it is (dotted decimal, ITI TF-3
+    # Table 4.2.3.1.7-2)
+    assert [ei.get("value") for ei in root.iter(f"{{{prepare.RIM}}}ExternalIdentifier")
+            if ei.get("identificationScheme") == SOURCE_ID_SCHEME] == ["129.6.58.92.1.1"]
     content = (kit.tests["11966"].path / "submit" / tx.documents["Document01"]).read_bytes()
     body = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap={"xdsb": XDSB})
     body.append(root)

@@ -3,6 +3,8 @@ association propagation, availabilityStatus updates, submitted associations, pat
 one test per error code, atomicity."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import sqlalchemy as sa
 
@@ -174,9 +176,14 @@ def test_update_error_unique_id_changed(node, original):
     fails(node, sub, XDS.MetadataUpdateError)
 
 
-def test_update_error_hash_changed(node, original):
-    sub, _ = new_version(original, content="内容被篡改".encode())
-    fails(node, sub, XDS.MetadataUpdateError)
+def test_hash_and_size_may_be_updated(node, original):
+    """No rule of ITI TF-2b 3.57.4.1.3.3.1 keeps hash and size as they were; NIST tests 15800
+    (size 4 -> 44) and 15801/hash update them and expect Success."""
+    content = "内容已更正".encode()
+    sub, new = new_version(original, content=content)
+    ok(node, sub)
+    model = DocumentEntry.from_ebrim(deserialize(obj(node.db, new).xml))
+    assert model.hash == hashlib.sha1(content).hexdigest() and model.size == len(content)
 
 
 def test_update_error_bad_association_propagation(node, original):
