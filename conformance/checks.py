@@ -17,9 +17,11 @@
   ``SSwithOneFol``, ``SSwithOneDocOneFol``,  Folders (none where the name says none)
   ``SSwithTwoDocOneFol``
   ``DocumentEntries``                   at least one DocumentEntry
-  ``DocApp`` / ``DocDep``               at least one DocumentEntry, all Approved / Deprecated
+  ``DocApp`` / ``DocDep``               every DocumentEntry returned is Approved / Deprecated
+                                        (true of none: 30006 expects ``Documents count=0``
+                                        and ``DocApp`` of one response)
   ``OneDocApp`` / ``OneDocDep``         exactly one DocumentEntry, Approved / Deprecated
-  ``SSApproved`` / ``FolApp``           at least one SubmissionSet / Folder, all Approved
+  ``SSApproved`` / ``FolApp``           every SubmissionSet / Folder returned is Approved
   ``HasXFRM_RPLC``                      an XFRM_RPLC association (ITI TF-3 4.2.2.2)
   ===================================  =====================================================
 
@@ -125,7 +127,7 @@ KNOWN_CONTENTS = set(_COUNTS) | set(_SHAPES) | {
 
 
 def _all(objs: list[etree._Element], status_: str) -> bool:
-    return bool(objs) and all(o.get("status") == status_ for o in objs)
+    return all(o.get("status") == status_ for o in objs)
 
 
 def contents(name: str, attrs: dict[str, str], response: etree._Element | None) -> Verdict:

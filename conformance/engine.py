@@ -18,8 +18,9 @@ the NIST toolkit does (its test engine's semantics, ITI TF-2b transactions):
   of the toolkit's log the kit's XPaths walk).  The first failed step ends its section (later
   steps build on it); the test's other sections still run.
 - **The patient id** a submission carries: the step's ``$patientid$`` if it has one, else the
-  test's own (a ``NewPatientId`` step), else 15817's; ``AltPatientId``: 15817b's;
-  ``NoPatientId``: the metadata's own.
+  test's own (a ``NewPatientId`` step, or the feed its other steps name), else 15817's;
+  ``AltPatientId``: an id in the patient domain never fed (11996 expects
+  XDSUnknownPatientId); ``NoPatientId``: the metadata's own.
 - **Exclusions** (:mod:`conformance.deviations`): a step excluded where its plan contradicts
   the Technical Framework is not sent, and every report shows it with its reason.
 
@@ -40,7 +41,6 @@ from conformance.testkit import SUITES, Test, TestKit, TestKitError
 from conformance.testplan import TestPlan, TestPlanError, TestStep, UseReport
 
 PATIENT_FEED = "15817"          # the run's patient (Register and Provide tests)
-ALT_PATIENT_FEED = "15817b"     # AltPatientId
 _LOG_LIMIT = 2_000_000          # bytes of a request / response kept for the report
 
 
@@ -157,8 +157,6 @@ def dependencies(test: Test) -> list[str]:
             tx = step.transaction
             names = [u.test for u in tx.use_reports if u.test]
             names += [locate(u.testdir, test.id, section)[0] for u in tx.use_ids]
-            if "AltPatientId" in step.flags:
-                names.append(ALT_PATIENT_FEED)
             out += [n for n in names if n != test.id and n not in out]
     return out
 
@@ -175,6 +173,7 @@ class Runner:
         self.log = RunLog()
         self.done: dict[str, TestResult] = {}
         self.test_patient: dict[str, str] = {}
+        self.unknown_patient = ""
         self.result: RunResult | None = None
 
     # -- the run ------------------------------------------------------------------------------
@@ -274,8 +273,11 @@ class Runner:
     def _patient(self, test: Test, step: TestStep, values: dict[str, str]) -> str | None:
         if "NoPatientId" in step.transaction.flags:
             return None
-        if "AltPatientId" in step.flags:
-            return self.log.use_report(test.id, "", _feed_report(ALT_PATIENT_FEED))
+        if "AltPatientId" in step.flags:   # 11996: a patient id the registry was never fed
+            if not self.unknown_patient:
+                self.unknown_patient = hl7feed.new_patient_id(self.endpoints.patient_domain,
+                                                              "UNFED")
+            return self.unknown_patient
         return values["$patientid$"]
 
     def _run_step(self, test: Test, section: str, plan: TestPlan, step: TestStep,
@@ -432,4 +434,4 @@ def _append_log(this: etree._Element, step: TestStep, record: StepLog) -> None:
 
 
 __all__ = ["Endpoints", "Wire", "HttpWire", "StepResult", "SectionResult", "TestResult",
-           "RunResult", "Runner", "dependencies", "PATIENT_FEED", "ALT_PATIENT_FEED"]
+           "RunResult", "Runner", "dependencies", "PATIENT_FEED"]

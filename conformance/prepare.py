@@ -58,17 +58,28 @@ class PreparationError(ValueError):
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 
 
-def substitute(text: str, values: Mapping[str, str]) -> str:
+def substitute(text: str, values: Mapping[str, str], strict: bool = True) -> str:
     """``text`` with each ``$name$`` of ``values`` replaced (XML-escaped); raises
-    :class:`PreparationError` naming those left without a value.  XML comments are dropped
-    first (the kit comments out elements holding placeholders nobody gives)."""
+    :class:`PreparationError` naming those left without a value (unless not ``strict``).
+    XML comments are dropped first (the kit comments out elements holding placeholders nobody
+    gives)."""
     text = _COMMENT.sub("", text)
     out = PLACEHOLDER.sub(lambda m: escape(values[m.group(0)], {'"': "&quot;"})
                           if m.group(0) in values else m.group(0), text)
-    left = sorted(set(PLACEHOLDER.findall(out)))
+    # a symbol without dollars (15801: UseId symbol="Document01") is replaced as plain text
+    for name in sorted((k for k in values if not PLACEHOLDER.fullmatch(k)), key=len,
+                       reverse=True):
+        if name:
+            out = out.replace(name, escape(values[name], {'"': "&quot;"}))
+    if strict:
+        _no_placeholder_left(out)
+    return out
+
+
+def _no_placeholder_left(text: str) -> None:
+    left = sorted(set(PLACEHOLDER.findall(text)))
     if left:
         raise PreparationError("no value for " + ", ".join(left))
-    return out
 
 
 def _owner(ei: etree._Element) -> str:
@@ -147,8 +158,10 @@ def prepare(text: str, values: Mapping[str, str], *, patient_id: str | None, uui
             new_uuid: Callable[[], str] | None = None, keep_uids: frozenset = frozenset()
             ) -> tuple[etree._Element, Assigned]:
     """The metadata of one step ready to send: placeholders, then (2.1 files) ``translate``,
-    then the patient id (None: ``NoPatientId``), uniqueIds and entryUUIDs."""
-    text = substitute(text, values)
+    then the patient id (None: ``NoPatientId``), uniqueIds and entryUUIDs.  A placeholder
+    without a value is an error only if it is still there after the ids are assigned (15800b's
+    ``$Document01_uid$`` is a uniqueId the run assigns)."""
+    text = substitute(text, values, strict=False)
     try:
         root = xmlin.parse(text.encode("utf-8"))
     except etree.XMLSyntaxError as exc:
@@ -157,8 +170,10 @@ def prepare(text: str, values: Mapping[str, str], *, patient_id: str | None, uui
         root = translate(root)
     if patient_id is not None:
         set_patient_id(root, patient_id)
-    return root, assign(root, uuids=uuids, uids=uids, new_uid=new_uid, new_uuid=new_uuid,
-                        keep_uids=keep_uids)
+    assigned = assign(root, uuids=uuids, uids=uids, new_uid=new_uid, new_uuid=new_uuid,
+                      keep_uids=keep_uids)
+    _no_placeholder_left(etree.tostring(root, encoding="unicode"))
+    return root, assigned
 
 
 __all__ = ["UNIQUE_ID_SCHEMES", "PATIENT_ID_SCHEMES", "PLACEHOLDER", "PreparationError",

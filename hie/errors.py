@@ -112,7 +112,8 @@ class XDS:
     UnresolvedReferenceException = "UnresolvedReferenceException"
     ReferencesExistException = "ReferencesExistException"
     ObjectNotFound = "ObjectNotFoundException"  # ebRS 3.0 / RMD (ITI-62)
-    UnreferencedObjectException = "UnreferencedObjectException"
+    # the XDS code of the Remove Metadata option (the NIST toolkit and its tests 30001-30003)
+    UnreferencedObjectException = "XDSUnreferencedObjectException"
     InvalidRequestException = "InvalidRequestException"
 
 

@@ -255,6 +255,7 @@ def check_operations(conn: Connection, so: SubmitObjects, ops: Operations,
         kinds[op.entry.id] = (op.entry.KIND, op.entry.patient_id)
     for add in ops.adds:
         _check_add(add.assoc, kinds, existing, errors, ops)
+        _check_not_registered(conn, add.assoc, errors)
         status[add.assoc.id] = APPROVED
         kinds[add.assoc.id] = ("Association", None)
     for st in ops.statuses:
@@ -331,6 +332,17 @@ def _check_patient_change(conn: Connection, e, latest: Existing,
         return
 
 
+def _check_not_registered(conn: Connection, a: Association, errors: ErrorCollector) -> None:
+    """A submitted association is new: one of the same type between the same objects that is
+    registered and Approved is not submitted again (3.57.4.1.3.3.3; NIST test 20008 submits
+    an existing Folder HasMember DocumentEntry again)."""
+    for ex in store.associations_of(conn, [a.source], as_target=False, types=[a.type_short]):
+        if ex.target == a.target:
+            errors.error(UPD, f"Association {a.id}: {a.type_short} {a.source} -> {a.target} is "
+                         f"already registered (Association {ex.id})", a.id)
+            return
+
+
 def _check_add(a: Association, kinds: dict, existing: dict[str, Existing],
                errors: ErrorCollector, ops: Operations) -> None:
     def end(i: str):
@@ -382,7 +394,7 @@ def apply(conn: Connection, so: SubmitObjects, ops: Operations) -> None:
         store.set_status(conn, [prev.id], DEPRECATED)
         put(op.member)
         if op.propagate:
-            for copy in _propagated(conn, prev.id, op.entry.id, ss.id, touched):
+            for copy in _propagated(conn, prev.id, op.entry.id, touched):
                 put(copy)
     for add in ops.adds:
         put(add.assoc)
@@ -394,10 +406,12 @@ def apply(conn: Connection, so: SubmitObjects, ops: Operations) -> None:
                                if f not in {op.entry.id for op in ops.versions}], when)
 
 
-def _propagated(conn: Connection, old: str, new: str, ss_id: str,
-                touched: list[str]) -> list[Association]:
+def _propagated(conn: Connection, old: str, new: str, touched: list[str]
+                ) -> list[Association]:
     """Copies of the previous version's associations for the new version (ITI TF-2b
-    3.57.4.1.3.3.1.x AssociationPropagation), each a member of the SubmissionSet."""
+    3.57.4.1.3.3.1.x AssociationPropagation).  The SubmissionSet gets no HasMember of its own
+    to them: ITI-57 asks for none (ITI-64 3.64.4.1.3.1.6 does, for a patient ID change), and a
+    GetAssociations of the update's SubmissionSet returns its one member (NIST 20000d)."""
     links = [a for a in store.associations_of(conn, [old]) if a.type not in NOT_PROPAGATED]
     ends = store.load(conn, [x for a in links for x in (a.source, a.target)])
     out: list[Association] = []
@@ -409,7 +423,6 @@ def _propagated(conn: Connection, old: str, new: str, ss_id: str,
                            source=new if a.source == old else a.source,
                            target=new if a.target == old else a.target)
         out.append(copy)
-        out.append(Association(new_id(), type=V.HAS_MEMBER, source=ss_id, target=copy.id))
         if a.type == "HasMember" and a.target == old:
             touched.append(a.source)
     return out

@@ -9,7 +9,7 @@ them or none:
 - an object that an association *not* in the request still references (as source or target):
   ReferencesExistException — the metadata model stays closed, no association dangles;
 - a SubmissionSet that would be left with no member while some of its members are removed:
-  UnreferencedObjectException (remove the SubmissionSet too, NIST tests 30001-30003).
+  XDSUnreferencedObjectException (remove the SubmissionSet too, NIST tests 30001-30003).
 
 Removal deletes the rows of the objects only (no cascade to other objects); the documents in the
 repositories are not touched (that is ITI-86).

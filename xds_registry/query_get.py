@@ -20,7 +20,9 @@ Answers:
 - GetFolderAndContents: the Folder, its HasMember DocumentEntries (filtered), and those
   Associations;
 - GetRelatedDocuments: the DocumentEntry, the DocumentEntries related to it by the requested
-  association types (either direction), and those Associations; nothing if there are none;
+  association types (either direction) whose status is one of $XDSAssociationStatus (Metadata
+  Update; Approved when not given — a deprecated APND is not followed, NIST 20001), and those
+  Associations; nothing if there are none;
 - GetFoldersForDocument: the Folders with a HasMember to the DocumentEntry;
 - GetSubmissionSets: the SubmissionSets with a HasMember to one of $uuid, and those Associations;
 - GetAssociations / GetDocumentsAndAssociations: every Association whose source or target is one of
@@ -32,8 +34,8 @@ from __future__ import annotations
 
 from xds_registry.query_find import (DE_CONF, DE_FORMAT, DE_TYPE, HOME, METADATA_LEVEL,
                                      ASSOCIATION_TYPES, entry_types)
-from xds_registry.query_params import (ASSOC_TYPE, CODE, ENTRY_TYPE, LEVEL, STRING, Param,
-                                       Params, StoredQuery)
+from xds_registry.query_params import (ASSOC_TYPE, CODE, ENTRY_TYPE, LEVEL, STATUS, STRING,
+                                       Param, Params, StoredQuery)
 from xds_registry.query_sql import (ASSOCIATION, DOCUMENT_ENTRY, FOLDER, SUBMISSION_SET,
                                     DocumentFilter, QueryContext, association_rows, associations,
                                     filter_documents, ids_by, kinds, unique)
@@ -48,6 +50,7 @@ FD_LOGICAL_ID = "$XDSFolderLogicalID"
 SS_UUID = "$XDSSubmissionSetEntryUUID"
 SS_UNIQUE_ID = "$XDSSubmissionSetUniqueId"
 UUID = "$uuid"
+ASSOCIATION_STATUS = "$XDSAssociationStatus"
 HAS_MEMBER = ["HasMember"]
 
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
@@ -71,10 +74,14 @@ def level(p: Params) -> int:
 
 def _lookup(qc: QueryContext, p: Params, table, by_uuid: str, by_unique: str,
             by_lid: str | None = None) -> list[str]:
+    """The objects a query names.  By uniqueId, which every version of a logical object shares,
+    Metadata Level 1 finds the latest version only, Level 2 every version (ITI TF-2a
+    3.18.4.1.2.3.5; NIST 20000e: GetFolderAndContents by uniqueId after a Folder update is the
+    new version alone at Level 1, both at Level 2)."""
     if by_uuid in p:
         return ids_by(qc, table, "id", p.list(by_uuid))
     if by_unique in p:
-        return ids_by(qc, table, "unique_id", p.list(by_unique))
+        return ids_by(qc, table, "unique_id", p.list(by_unique), latest_only=level(p) == 1)
     if by_lid is not None and by_lid in p:
         return ids_by(qc, table, "lid", p.list(by_lid))
     return []
@@ -227,7 +234,8 @@ def run_get_related_documents(qc: QueryContext, p: Params) -> list[str]:
         return []
     originals = set(docs)
     rel = associations(qc, sources=docs, targets=docs, types=p.list(ASSOCIATION_TYPES),
-                       metadata_level=level(p))
+                       metadata_level=level(p),
+                       statuses=p.list(ASSOCIATION_STATUS) or ["Approved"])
 
     def other(a) -> str:
         return a.target if a.source in originals else a.source
@@ -246,6 +254,7 @@ GetRelatedDocuments = StoredQuery(
     GET_RELATED_DOCUMENTS, "GetRelatedDocuments",
     (Param(DE_UUID, STRING), Param(DE_UNIQUE_ID, STRING),
      Param(ASSOCIATION_TYPES, ASSOC_TYPE, required=True, multiple=True),
+     Param(ASSOCIATION_STATUS, STATUS, multiple=True),
      Param(DE_TYPE, ENTRY_TYPE, multiple=True)) + COMMON,
     run_get_related_documents, exactly_one=((DE_UUID, DE_UNIQUE_ID),))
 

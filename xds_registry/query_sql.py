@@ -405,14 +405,22 @@ def filter_documents(qc: QueryContext, ids: Sequence[str], flt: DocumentFilter) 
 
 # -- lookups by key ---------------------------------------------------------------------------
 
-def ids_by(qc: QueryContext, table: sa.Table, column: str, values: Sequence[str]) -> list[str]:
-    """entryUUIDs of ``table`` rows whose ``column`` is one of ``values`` (registration order)."""
+def ids_by(qc: QueryContext, table: sa.Table, column: str, values: Sequence[str],
+           latest_only: bool = False) -> list[str]:
+    """entryUUIDs of ``table`` rows whose ``column`` is one of ``values`` (registration order);
+    ``latest_only``: of the versions of one logical object, only the latest."""
     o = registry_object.c
     out: list[str] = []
     for part in chunks(unique(values)):
-        stmt = (sa.select(table.c.id).join(registry_object, o.id == table.c.id)
+        stmt = (sa.select(table.c.id, o.lid, o.version).join(registry_object, o.id == table.c.id)
                 .where(table.c[column].in_(list(part))).order_by(o.seq))
-        out += qc.conn.execute(stmt.limit(qc.max_results + 1)).scalars().all()
+        rows = qc.conn.execute(stmt.limit(qc.max_results + 1)).all()
+        if latest_only:
+            newest: dict[str, int] = {}
+            for r in rows:
+                newest[r.lid] = max(newest.get(r.lid, 0), r.version)
+            rows = [r for r in rows if r.version == newest[r.lid]]
+        out += [r.id for r in rows]
         qc.check_count(len(out))
     return unique(out)
 
@@ -427,10 +435,12 @@ class Assoc:
 
 def associations(qc: QueryContext, *, sources: Sequence[str] = (), targets: Sequence[str] = (),
                  types: Sequence[str] | None = None, active_only: bool = False,
-                 metadata_level: int = 1) -> list[Assoc]:
+                 metadata_level: int = 1, statuses: Sequence[str] | None = None
+                 ) -> list[Assoc]:
     """Associations whose source is in ``sources`` or whose target is in ``targets`` (through the
     source_id / target_id indexes).  ``active_only`` skips Deprecated ones (a membership removed
-    by Metadata Update); Level 1 hides the Metadata Update association types."""
+    by Metadata Update), ``statuses`` keeps those (short names); Level 1 hides the Metadata
+    Update association types."""
     a = association.c
     found: dict[str, Assoc] = {}
     for col, values in ((a.source_id, sources), (a.target_id, targets)):
@@ -440,6 +450,8 @@ def associations(qc: QueryContext, *, sources: Sequence[str] = (), targets: Sequ
                 stmt = stmt.where(a.type.in_(list(types)))
             if active_only:
                 stmt = stmt.where(a.status != "Deprecated")
+            if statuses is not None:
+                stmt = stmt.where(a.status.in_(list(statuses)))
             if metadata_level < 2:
                 stmt = stmt.where(a.type.not_in(LEVEL2_ASSOCIATION_TYPES))
             for row in qc.conn.execute(stmt.limit(qc.max_results + 1)):

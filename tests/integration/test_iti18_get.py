@@ -326,7 +326,8 @@ def test_get_related_documents_errors(database, data):
 
 def test_document_versions(database, data):
     """A new version shares logicalId and uniqueId; GetDocuments by $XDSDocumentEntryLogicalID
-    returns every version with its versionName, FindDocuments only the Approved one."""
+    returns every version with its versionName; by uniqueId the latest at Metadata Level 1 and
+    every version at Level 2 (NIST 15800, 20000e); FindDocuments only the Approved one."""
     sub = X.Submission(patient_id=data.pid)
     v2 = X.update_document(sub, data.b, 1, unique_id=data.s1.unique_ids[data.b],
                            content=data.s1.contents[data.b], title="检验报告（修订）",
@@ -340,6 +341,10 @@ def test_document_versions(database, data):
     assert versions == {data.b: (data.b, vocab.DEPRECATED, "1"), v2: (data.b, vocab.APPROVED, "2")}
     by_uid = run(database, "GetDocuments",
                  {"$XDSDocumentEntryUniqueId": q(data.s1.unique_ids[data.b])}, "ObjectRef")
+    assert by_uid.ids == [v2]
+    by_uid = run(database, "GetDocuments",
+                 {"$XDSDocumentEntryUniqueId": q(data.s1.unique_ids[data.b]),
+                  "$MetadataLevel": "2"}, "ObjectRef")
     assert by_uid.ids == [data.b, v2]
     found = query(database, QUERY_IDS["FindDocuments"], {
         "$XDSDocumentEntryPatientId": [q(data.pid)],

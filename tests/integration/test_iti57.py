@@ -308,6 +308,18 @@ def test_submit_association_adds_document_to_folder(node, original):
     assert lut is not None
 
 
+def test_submit_association_already_registered(node, original):
+    """The folder already holds the document (NIST 20008): the same HasMember again is an
+    XDSMetadataUpdateError, and nothing is written."""
+    fid, did = original.folders[0], original.documents[0]
+    before = len(assocs(node.db, source_id=fid))
+    sub = X.Submission()
+    link = sub.associate(X.HAS_MEMBER, fid, did)
+    sub.associate("urn:ihe:iti:2010:AssociationType:SubmitAssociation", sub.ss_id, link)
+    fails(node, sub, XDS.MetadataUpdateError)
+    assert len(assocs(node.db, source_id=fid)) == before
+
+
 def test_submit_association_on_deprecated_document(node, original):
     other = submit(node, X.submission(1))
     dep = X.Submission()

@@ -1,6 +1,6 @@
 """ITI-62 Delete Document Set against SQLite and PostgreSQL (ITI TF-2b 3.62.4.1.3): whole
 submissions, folder membership, UnresolvedReferenceException, ReferencesExistException,
-UnreferencedObjectException, atomicity."""
+XDSUnreferencedObjectException, atomicity."""
 from __future__ import annotations
 
 import pytest

@@ -63,7 +63,10 @@ def test_no_patient_id_no_assign_uids_and_symbolic_ids_are_kept(kit):
     root, assigned = prepare.prepare(
         _text(kit, "11990", "submit", "single_doc.xml"), {"$patientid$": "P9^^^&1.2.3&ISO"},
         patient_id=None, uuids=False, uids=False, translate=ebrim21.to_v3)
-    assert assigned == prepare.Assigned()
+    assert assigned.uids == assigned.uuids == {}
+    # AssignedPatientId: what the metadata carries, by object
+    assert assigned.patients == {"Document01": "P9^^^&1.2.3&ISO",
+                                 "SubmissionSet01": "P9^^^&1.2.3&ISO"}
     assert {"Document01", "SubmissionSet01"} <= _ids(root)
     values = root.xpath("//rim:ExternalIdentifier/@value", namespaces=NS)
     assert "P9^^^&1.2.3&ISO" in values and "Document01" in values   # as the file says
