@@ -2,8 +2,10 @@
 
 ``conformance/DEVIATIONS.md`` holds one table; each row names a test, a section and a step
 (``*``: all), the Technical Framework section the plan contradicts and why.  The runner does
-not send an excluded step, and every report (console, JUnit, HTML) lists each exclusion with
-its reason; nothing else is skipped.  :func:`load` reads the table (rows of five cells after a
+not send an excluded step; a step cell ``step: Check`` (e.g. ``retrieve: ReferenceDocument``)
+sends the step and waives only its checks whose name begins with ``Check`` when they fail.
+Every report (console, JUnit, HTML) lists each exclusion and waiver with its reason; nothing
+else is skipped.  :func:`load` reads the table (rows of five cells after a
 header row ``| test | section | step | TF | reason |``).
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Deviation:
     step: str        # "*" or "": every step
     tf: str          # e.g. "ITI TF-3 4.2.3.1.7"
     reason: str
+    check: str = ""  # a verdict name prefix: only that check is waived; "": the whole step
 
 
 def parse(text: str) -> list[Deviation]:
@@ -38,7 +41,9 @@ def parse(text: str) -> list[Deviation]:
             header = True
             continue
         if header and not set(cells[0]) <= set("-: "):
-            out.append(Deviation(*cells))
+            step, _, check = cells[2].partition(":")
+            out.append(Deviation(cells[0], cells[1], step.strip(), cells[3], cells[4],
+                                 check.strip()))
     return out
 
 
