@@ -1,6 +1,9 @@
 """``hie conformance ...``: the conformance runner's commands (CONTRACT.md: interoperability
 testers).  ``list`` shows the suites, the test kit's collections they run and their tests
-(id, title, sections), and what of a test plan the runner cannot read yet.
+(id, title, sections), and what of a test plan the runner cannot read yet.  ``run`` runs a
+suite against any endpoints over the wire (:mod:`conformance.engine`) and reports
+(:mod:`conformance.report`); its exit status is 0 when every test passed, 1 when one failed,
+2 when the run could not start.
 """
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import argparse
 import sys
 from typing import TextIO
 
+from conformance import deviations, engine, report
 from conformance.testkit import OPTIONS, SUITES, TestKit, TestKitError
 from conformance.testplan import TestPlanError
 
@@ -22,6 +26,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--testkit", help="the NIST XDS Toolkit test kit (default: "
                     "../shared/standards/nist-xds-toolkit, or HIE_CONFORMANCE_TESTKIT)")
     ls.set_defaults(func=cmd_list)
+
+    run = actions.add_parser("run", help="run a suite against an endpoint and report")
+    run.add_argument("--actor", choices=sorted(SUITES), required=True,
+                     help="reg: Document Registry (+ Metadata Update, Remove Metadata); "
+                     "rep: Document Repository")
+    run.add_argument("--target", required=True, help="the endpoint under test, e.g. "
+                     "http://host:8080/xds/registry (reg) or .../xds/repository (rep)")
+    run.add_argument("--registry-url", default="", help="the registry the rep suite queries")
+    run.add_argument("--repository-url", default="", help="the repository (ITI-41/43) of a "
+                     "reg run, if its tests need one")
+    run.add_argument("--mllp", default="", help="host:port of the patient identity feed "
+                     "(ITI-8) the tests' patients are fed to")
+    run.add_argument("--patient-domain", default="", help="assigning authority OID of the "
+                     "affinity domain (the patient ids the run feeds)")
+    run.add_argument("--repository-uid", default="", help="repositoryUniqueId of the "
+                     "repository ($repuid$ of the plans)")
+    run.add_argument("--tests", default="", help="only these tests, e.g. 11897,11990")
+    run.add_argument("--report", default="", help="write junit.xml and report.html here")
+    run.add_argument("--testkit", help="the NIST XDS Toolkit test kit")
+    run.add_argument("--deviations", help="the deviations table (default "
+                     "conformance/DEVIATIONS.md)")
+    run.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    run.set_defaults(func=cmd_run)
 
 
 def cmd_list(args, out: TextIO = sys.stdout) -> int:
@@ -53,4 +80,50 @@ def cmd_list(args, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-__all__ = ["add_parser", "cmd_list"]
+def _mllp(text: str) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--mllp {text!r} is not host:port")
+    return host, int(port)
+
+
+def cmd_run(args, out: TextIO = sys.stdout) -> int:
+    try:
+        kit = TestKit(args.testkit)
+        mllp = _mllp(args.mllp)
+    except (TestKitError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.actor == "reg":
+        endpoints = engine.Endpoints(registry=args.target, repository=args.repository_url)
+    else:
+        endpoints = engine.Endpoints(registry=args.registry_url, repository=args.target)
+    endpoints.mllp = mllp
+    endpoints.patient_domain = args.patient_domain
+    endpoints.repository_uid = args.repository_uid
+    if mllp is None or not args.patient_domain:
+        print("error: the suites feed their patients first: give --mllp host:port and "
+              "--patient-domain OID", file=sys.stderr)
+        return 2
+    wire = engine.HttpWire(args.timeout)
+    runner = engine.Runner(kit, endpoints, wire, deviations.load(args.deviations),
+                           lambda r, n, total: print(report.progress_line(r, n, total),
+                                                     file=out, flush=True))
+    only = [t.strip() for t in args.tests.split(",") if t.strip()] or None
+    try:
+        result = runner.run(args.actor, only)
+    except TestKitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        wire.close()
+    report.summary(result, out)
+    if args.report:
+        junit, page = report.write(result, args.report)
+        print(f"reports: {junit} {page}", file=out)
+    return 0 if result.passed else 1
+
+
+__all__ = ["add_parser", "cmd_list", "cmd_run"]

@@ -1,0 +1,98 @@
+"""The conformance suites against the node, as a tester runs them: ``hie conformance run`` in
+its own process, over HTTP and MLLP, against a node serving on loopback — the NIST Document
+Registry suite (reg + Metadata Update + Remove Metadata) and the Document Repository suite
+must pass whole on SQLite and PostgreSQL; a deliberately broken target must be reported as
+failing, with the check that failed, in the exit status, the JUnit XML and the HTML report."""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.live import live_node
+
+HIE = str(Path(sys.executable).parent / "hie")
+
+
+@pytest.fixture
+def live(node):
+    with live_node(node.settings, node) as ln:
+        yield ln
+
+
+def run(live, actor: str, report: Path, *extra: str, target: str | None = None
+        ) -> subprocess.CompletedProcess:
+    http, (host, port) = live.http, live.mllp
+    if target is None:
+        target = f"{http}/xds/registry" if actor == "reg" else f"{http}/xds/repository"
+    args = [HIE, "conformance", "run", "--actor", actor, "--target", target,
+            "--registry-url", f"{http}/xds/registry", "--mllp", f"{host}:{port}",
+            "--patient-domain", live.settings.affinity_domain,
+            "--repository-uid", live.settings.repository_unique_id,
+            "--report", str(report), *extra]
+    return subprocess.run(args, capture_output=True, text=True, timeout=900)
+
+
+def cases(report: Path) -> dict[str, etree._Element]:
+    root = etree.parse(str(report / "junit.xml")).getroot()
+    return {c.get("name").split()[0]: c for c in root.iter("testcase")}
+
+
+@pytest.mark.parametrize("actor, least", [("reg", 71), ("rep", 13)])
+def test_the_nist_suite_passes(live, tmp_path, actor, least):
+    done = run(live, actor, tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    found = cases(tmp_path)
+    suite_cases = [c for c in found.values() if ".prerequisites" not in c.get("classname")]
+    assert len(suite_cases) >= least
+    assert not [n for n, c in found.items() if c.find("failure") is not None]
+    assert "15817" in found                  # the patient identity feed ran first, over MLLP
+    page = (tmp_path / "report.html").read_text("utf-8")
+    assert "ADT^A01" in page and "status" in page
+    if actor == "rep":                       # the one deviation is shown in every report
+        assert "12029" in done.stdout.split("deviations applied")[-1]
+        assert "3.43.4.2.3" in page
+        [prop] = found["12029"].iter("property")
+        assert "ReferenceDocument" in prop.get("value")
+
+
+def test_a_registry_that_accepts_unknown_patients_fails_11996(tmp_path, settings):
+    """Broken on purpose: the patient id check off.  11996 (XDSUnknownPatientId expected)
+    must fail with the check named; 11990 still passes; the exit status says failure."""
+    from hie.node import Node
+    broken = dataclasses.replace(settings, validate_patient_id=False)
+    node = Node(broken, create_schema=False)
+    try:
+        with live_node(broken, node) as ln:
+            done = run(ln, "reg", tmp_path, "--tests", "11996,11990")
+    finally:
+        node.close()
+    assert done.returncode == 1, done.stdout
+    assert "FAIL 11996" in done.stdout and "ExpectedStatus Failure" in done.stdout
+    found = cases(tmp_path)
+    failure = found["11996"].find("failure")
+    assert failure is not None and "XDSUnknownPatientId" in failure.text
+    assert found["11990"].find("failure") is None
+    assert "FAILED" in (tmp_path / "report.html").read_text("utf-8")
+
+
+def test_a_target_that_does_not_answer(live, tmp_path):
+    """Nothing listens at the target: the tests fail with the transport error, not a crash."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/xds/registry"
+    done = run(live, "reg", tmp_path, "--tests", "11990", target=dead)
+    assert done.returncode == 1
+    failure = cases(tmp_path)["11990"].find("failure")
+    assert failure is not None and "ConnectError" in failure.text
+    assert "Traceback" not in done.stderr
+
+
+def test_a_test_not_in_the_suite_is_a_usage_error(live, tmp_path):
+    done = run(live, "reg", tmp_path, "--tests", "11966")   # a repository test
+    assert done.returncode == 2 and "not in suite reg: 11966" in done.stderr
