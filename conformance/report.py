@@ -32,7 +32,7 @@ def progress_line(result: TestResult, n: int, total: int, width: int = 30) -> st
     """``[#####.....]  12/71 PASS 11990 title`` (a prerequisite: ``setup``)."""
     verdict = "PASS" if result.passed else "FAIL"
     if result.prerequisite:
-        return f"{'setup':>{width + 10}} {verdict} {result.id} {result.title}"
+        return f"[{'prerequisite':^{width}}]         {verdict} {result.id} {result.title}"
     filled = round(width * n / total) if total else width
     return (f"[{'#' * filled}{'.' * (width - filled)}] {n:>3}/{total:<3} {verdict} "
             f"{result.id} {result.title}")
