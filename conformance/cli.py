@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from conformance import deviations, engine, report
+from conformance import deviations, engine, messaging, report, suite as data_suite
 from conformance.testkit import OPTIONS, SUITES, TestKit, TestKitError
 from conformance.testplan import TestPlanError
 
@@ -28,11 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=cmd_list)
 
     run = actions.add_parser("run", help="run a suite against an endpoint and report")
-    run.add_argument("--actor", choices=sorted(SUITES), required=True,
+    run.add_argument("--actor", choices=sorted(SUITES) + data_suite.names(), required=True,
                      help="reg: Document Registry (+ Metadata Update, Remove Metadata); "
-                     "rep: Document Repository")
+                     "rep: Document Repository; pix: PIX Manager; pdq: PDQ Supplier")
     run.add_argument("--target", required=True, help="the endpoint under test, e.g. "
-                     "http://host:8080/xds/registry (reg) or .../xds/repository (rep)")
+                     "http://host:8080/xds/registry (reg) or .../xds/repository (rep); for "
+                     "pix / pdq the HTTP base (http://host:8080), their endpoints ${target}/pix, "
+                     "/pdq, /fhir unless --endpoint says otherwise")
+    run.add_argument("--listen", default="", help="host:port where the runner receives what "
+                     "the target sends (pix: ITI-10 notifications; configure the target so)")
+    run.add_argument("--endpoint", action="append", default=[], metavar="NAME=URL",
+                     help="where a data suite's endpoint is (e.g. v3=http://host/pix)")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="a value of a data suite instead of the generated one")
     run.add_argument("--registry-url", default="", help="the registry the rep suite queries")
     run.add_argument("--repository-url", default="", help="the repository (ITI-41/43) of a "
                      "reg run, if its tests need one")
@@ -89,7 +97,59 @@ def _mllp(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise ValueError(f"{option} {item!r} is not NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def cmd_run_suite(args, out: TextIO) -> int:
+    """A data suite (conformance/suites/<actor>.yaml)."""
+    try:
+        suite = data_suite.load(args.actor)
+        mllp, listen = _mllp(args.mllp), _mllp(args.listen)
+        endpoints = dict(suite.endpoints)
+        endpoints.update(_pairs(args.endpoint, "--endpoint"))
+        values = data_suite.Values(suite, args.target, _pairs(args.set, "--set"))
+    except (data_suite.SuiteError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    listener = None
+    try:
+        if listen is not None:
+            listener = messaging.Listener(*listen)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 2
+    ctx = messaging.Context(suite, values, endpoints, mllp, listener, args.timeout)
+    runner = messaging.SuiteRunner(ctx, lambda r, n, total: print(
+        report.progress_line(r, n, total), file=out, flush=True))
+    only = [t.strip() for t in args.tests.split(",") if t.strip()] or None
+    try:
+        result = runner.run(only)
+    except data_suite.SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        runner.close()
+        if listener is not None:
+            listener.close()
+    result.endpoints.registry = ", ".join(f"{k}={values.expand(v)}"
+                                          for k, v in endpoints.items())
+    report.summary(result, out)
+    if args.report:
+        junit, page = report.write(result, args.report)
+        print(f"reports: {junit} {page}", file=out)
+    return 0 if result.passed else 1
+
+
 def cmd_run(args, out: TextIO = sys.stdout) -> int:
+    if args.actor not in SUITES:
+        return cmd_run_suite(args, out)
     try:
         kit = TestKit(args.testkit)
         mllp = _mllp(args.mllp)

@@ -6,7 +6,7 @@ query tag, QPD-3 the parameters as ``@<field>^<value>`` repetitions (HL7 v2.5 5.
 this supplier answers:
 
 =====================  ==============================================================
-``@PID.3.1``           an identifier value (with ``@PID.3.4.1``/``.2`` its domain)
+``@PID.3.1``           an identifier value (with ``@PID.3.4.1``/``.2`` its domain, ``.3`` ISO)
 ``@PID.5.1`` / ``.1.1`` family name   ``@PID.5.2`` given name (``*`` at the end: prefix)
 ``@PID.7`` / ``.7.1``  birth date (YYYYMMDD)   ``@PID.8`` sex (F/M/O/U)
 ``@PID.11.1``..``.5``  street, other, city, state, postal code (prefix with ``*``)
@@ -39,7 +39,7 @@ from pix_pdq import names as N
 from pix_pdq.index import Identifier, known_domains
 from pix_pdq.iti8 import check_version
 from pix_pdq.resident_id import RESIDENT_ID_OID, parse as parse_resident_id
-from pix_pdq.tables import ACTIVE, identifier as t_id, person as t_person
+from pix_pdq.tables import ACTIVE, block as t_block, identifier as t_id, person as t_person
 
 QUERY_NAME = "IHE PDQ Query"
 DEFAULT_LIMIT = 100
@@ -48,7 +48,7 @@ MAX_LIMIT = 1000
 # QIP field -> our parameter name
 FIELDS = {
     "PID.3.1": "id", "PID.3": "id", "PID.3.4.1": "id_namespace", "PID.3.4.2": "id_oid",
-    "PID.3.4": "id_namespace",
+    "PID.3.4": "id_namespace", "PID.3.4.3": "id_type",
     "PID.5.1": "family", "PID.5.1.1": "family", "PID.5.2": "given",
     "PID.7": "birth", "PID.7.1": "birth", "PID.8": "sex",
     "PID.11.1": "street", "PID.11.2": "other", "PID.11.3": "city", "PID.11.4": "state",
@@ -143,13 +143,21 @@ def _conditions(params: dict[str, str]) -> list[sa.ColumnElement]:
         if domain:
             cond.append(t_id.c.domain_oid == domain)
         id_filters.append(sa.and_(*cond))
-    if "resident_id" in params:
-        rid = parse_resident_id(params["resident_id"])
-        id_filters.append(sa.and_(t_id.c.domain_oid == RESIDENT_ID_OID,
-                                  t_id.c.value == (rid.number if rid.valid else
-                                                   params["resident_id"])))
     for cond in id_filters:
         where.append(p.id.in_(sa.select(t_id.c.person_id).where(cond)))
+    if params.get("id_type", "ISO").upper() != "ISO":   # every domain of the index is an OID
+        where.append(sa.false())
+    if "resident_id" in params:
+        # an identifier of the national domain, or the number a feed carried in PID-19 (kept
+        # as the person's ``id:`` blocking key, pix_pdq.matching.blocking_keys)
+        rid = parse_resident_id(params["resident_id"])
+        number = rid.number if rid.valid else params["resident_id"]
+        found = p.id.in_(sa.select(t_id.c.person_id).where(
+            t_id.c.domain_oid == RESIDENT_ID_OID, t_id.c.value == number))
+        if rid.valid:
+            found = sa.or_(found, p.id.in_(sa.select(t_block.c.person_id).where(
+                t_block.c.key == f"id:{number}")))
+        where.append(found)
     return where
 
 

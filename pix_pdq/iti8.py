@@ -120,7 +120,11 @@ def _address(f: Field, rep: int) -> dict[str, str]:  # XAD
 
 
 def _phone(f: Field, rep: int) -> dict[str, str]:  # XTN
-    return _compact({"number": f.value(rep, 1) or f.value(rep, 12), "use": f.value(rep, 2),
+    """The number: XTN-1 (the 2.3 form), else XTN-12 (unformatted), else XTN-5/6/7 (country
+    code, area code, local number: the structured form of HL7 v2.5 2.A.89)."""
+    number = (f.value(rep, 1) or f.value(rep, 12)
+              or "".join(f.value(rep, c) for c in (5, 6, 7)))
+    return _compact({"number": number, "use": f.value(rep, 2),
                      "equipment": f.value(rep, 3), "email": f.value(rep, 4)})
 
 

@@ -64,13 +64,39 @@ def test_family_name_wildcard_folds_variants_but_not_homophones(people):
     (("@PID.7^19850412",), ["张伟"]),
     (("@PID.5.1^張*", "@PID.8^F"), ["張小紅"]),
     ((f"@PID.19^{ZHANG_WEI_ID[:6] + ZHANG_WEI_ID[8:17]}",), ["张伟"]),   # the legacy number
-    ((f"@PID.3.1^H0003", f"@PID.3.4.2^{HIS_OID}"), ["章三"]),
+    (("@PID.3.1^H0003", f"@PID.3.4.2^{HIS_OID}"), ["章三"]),
+    (("@PID.3.1^H0003", f"@PID.3.4.2^{HIS_OID}", "@PID.3.4.3^ISO"), ["章三"]),
     (("@PID.11.3^北京市丰台区",), ["章三"]),
     (("@PID.13^13800001111",), ["王芳"]),
 ])
 def test_each_parameter(people, params, expected):
     rsp = send(people, pdq(*params))
     assert rsp.get("QAK-2") == "OK" and sorted(names(rsp)) == sorted(expected)
+
+
+def test_resident_id_number_fed_in_pid19_is_found(people):
+    """Chinese sites carry the resident ID number in PID-19 (not as a PID-3 identifier): a
+    query @PID.19 finds the person all the same (found by the conformance suite pdq)."""
+    number = make("11010519660708123")
+    feed = ("MSH|^~\\&|HIS|天坛医院|HIE|REGION|20261202093000+0800||ADT^A01^ADT_A01|F19|P|"
+            f"2.3.1\rEVN|A01|20261202093000\rPID|||H0019^^^&{HIS_OID}&ISO^PI||赵^六||19660708|M"
+            f"|||||||||||{number}\rPV1||I\r")
+    assert send(people, feed).get("MSA-1") == "AA"
+    rsp = send(people, pdq(f"@PID.19^{number}"))
+    assert rsp.get("QAK-2") == "OK" and names(rsp) == ["赵六"]
+    assert rsp.segment("PID").value(19) == number
+    assert send(people, pdq(f"@PID.19^{make('11010519660708125')}")).get("QAK-2") == "NF"
+
+
+def test_phone_sent_as_local_number_is_found(people):
+    """XTN-7 (local number) with XTN-6 (area code), HL7 v2.5's structured form, is a phone
+    number like XTN-1 (found by the conformance suite pdq)."""
+    feed = ("MSH|^~\\&|HIS|天坛医院|HIE|REGION|20261202093000+0800||ADT^A01^ADT_A01|F20|P|"
+            f"2.5\rEVN|A01|20261202093000\rPID|||H0020^^^&{HIS_OID}&ISO^PI||钱^七||19700101|F"
+            "|||||^PRN^PH^^86^10^67098888\rPV1||I\r")
+    assert send(people, feed).get("MSA-1") == "AA"
+    rsp = send(people, pdq("@PID.13.1^67098888"))
+    assert rsp.get("QAK-2") == "OK" and names(rsp) == ["钱七"]
 
 
 def test_what_domains_limit_pid3(people, aff):

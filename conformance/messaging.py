@@ -1,0 +1,265 @@
+"""Runs a data suite (:mod:`conformance.suite`) against a target over the wire: HL7 v2 over
+MLLP (ITI TF-2x C.2.1), HL7 v3 over SOAP 1.2 (ITI TF-2x V), FHIR over HTTP, and notifications
+the target sends back (ITI-10 ADT^A31) received at the runner's own MLLP listener.
+
+Each test runs its steps in order; a step's messages get the run's values (``${...}``) and the
+values earlier steps saved; its expectations (:mod:`conformance.expect`) become the verdicts
+of the same results the NIST runner reports (:class:`conformance.engine.TestResult`), so the
+console, JUnit and HTML reports are the same.  The first failed step ends its test.  The runner
+imports nothing of the node.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from conformance import expect, hl7feed, soap_client, xmlin
+from conformance.checks import Verdict
+from conformance.engine import Endpoints, RunResult, SectionResult, StepResult, TestResult
+from conformance.suite import Step, Suite, SuiteError, SuiteTest, Values
+
+ACK_TIMEOUT = 30.0
+
+
+class Listener:
+    """An MLLP receiver (a PIX Consumer for ITI-10): keeps each message, answers ACK AA."""
+
+    def __init__(self, host: str, port: int):
+        self.messages: "queue.Queue[str]" = queue.Queue()
+        received = self.messages
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = b""
+                self.request.settimeout(60)
+                while True:
+                    try:
+                        chunk = self.request.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    data += chunk
+                    while hl7feed.END in data:
+                        block, _, data = data.partition(hl7feed.END)
+                        text = block.lstrip(hl7feed.START).decode("utf-8", errors="replace")
+                        received.put(text)
+                        self.request.sendall(hl7feed.frame(ack_for(text)))
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.address = self.server.server_address
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.kept: list[str] = []
+
+    def wait(self, accept: Callable[[str], bool], seconds: float) -> str | None:
+        """The first message (kept earlier or arriving within ``seconds``) ``accept`` takes."""
+        for i, m in enumerate(self.kept):
+            if accept(m):
+                return self.kept.pop(i)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                m = self.messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if accept(m):
+                return m
+            self.kept.append(m)
+        return None
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ack_for(message: str) -> str:
+    """ACK^<event> AA for a received HL7 v2 message (MSA-2 its control id)."""
+    msh = next((s for s in message.split("\r") if s.startswith("MSH")), "MSH|^~\\&")
+    f = msh.split("|") + [""] * 12
+    event = f[8].split("^")[1] if "^" in f[8] else ""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return (f"MSH|^~\\&|{f[4]}|{f[5]}|{f[2]}|{f[3]}|{stamp}||ACK^{event}^ACK|A{f[9]}|P|"
+            f"{f[11] or '2.5'}\rMSA|AA|{f[9]}\r")
+
+
+@dataclass
+class Context:
+    """One run of a suite: where to send, the values, the listener."""
+
+    suite: Suite
+    values: Values
+    endpoints: dict[str, str]
+    mllp: tuple[str, int] | None = None
+    listener: Listener | None = None
+    timeout: float = 60.0
+    saved: dict[str, str] = field(default_factory=dict)
+
+
+class SuiteRunner:
+    def __init__(self, ctx: Context, progress: Callable[[TestResult, int, int], None] | None
+                 = None):
+        import httpx
+        self.ctx = ctx
+        self.progress = progress
+        self.http = httpx.Client(timeout=ctx.timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def run(self, only: list[str] | None = None) -> RunResult:
+        tests = self.ctx.suite.tests
+        if only:
+            unknown = set(only) - {t.id for t in tests}
+            if unknown:
+                raise SuiteError(f"not in suite {self.ctx.suite.name}: "
+                                 + ", ".join(sorted(unknown)))
+            tests = [t for t in tests if t.id in only]
+        ep = Endpoints(mllp=self.ctx.mllp)
+        result = RunResult(self.ctx.suite.name, ep)
+        start = time.monotonic()
+        for n, test in enumerate(tests, 1):
+            tr = self.run_test(test)
+            result.tests.append(tr)
+            if self.progress:
+                self.progress(tr, n, len(tests))
+        result.seconds = time.monotonic() - start
+        return result
+
+    def run_test(self, test: SuiteTest) -> TestResult:
+        start = time.monotonic()
+        section = SectionResult(test.tf or "steps")
+        tr = TestResult(test.id, test.title, self.ctx.suite.name, [section])
+        for step in test.steps:
+            res = self.run_step(step)
+            section.steps.append(res)
+            if not res.passed:
+                break
+        tr.seconds = time.monotonic() - start
+        return tr
+
+    def run_step(self, step: Step) -> StepResult:
+        res = StepResult(step.id, step.kind, "as expected", step.goal)
+        start = time.monotonic()
+        try:
+            response = getattr(self, f"_{step.kind}")(step, res)
+            for line in step.expect:
+                res.verdicts.append(expect.check(self._expand(line), response))
+            for name, path in step.save.items():
+                verdict = expect.check(f"{path} present", response)
+                values = (expect.hl7_values(response.hl7, path) if response.hl7 and
+                          not path.startswith("json ") else
+                          [str(v) for v in expect.json_values(response.json, path[5:])]
+                          if path.startswith("json ") else [])
+                if verdict.passed and values:
+                    self.ctx.saved[name] = values[0]
+                else:
+                    res.notes.append(f"nothing to save as {name} at {path}")
+        except SuiteError as exc:
+            res.error = f"the suite: {exc}"
+        except (hl7feed.FeedError, soap_client.ReplyError) as exc:
+            res.error = f"the response cannot be read: {exc}"
+        except OSError as exc:
+            res.error = f"{res.url or 'target'}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - httpx errors and the like: the step fails
+            res.error = f"{type(exc).__name__}: {exc}"
+        res.seconds = time.monotonic() - start
+        return res
+
+    # -- the kinds of step -------------------------------------------------------------------
+    def _expand(self, text: str) -> str:
+        return self.ctx.values.expand(text, self.ctx.saved)
+
+    def _endpoint(self, name: str) -> str:
+        if name not in self.ctx.endpoints:
+            raise SuiteError(f"no endpoint {name!r} (give --endpoint {name}=URL)")
+        return self._expand(self.ctx.endpoints[name])
+
+    def _mllp(self, step: Step, res: StepResult) -> expect.Response:
+        if self.ctx.mllp is None:
+            raise SuiteError("an HL7 v2 step needs --mllp host:port")
+        message = "\r".join(line.strip() for line in self._expand(str(step.spec)).splitlines()
+                            if line.strip()) + "\r"
+        host, port = self.ctx.mllp
+        res.url = f"mllp://{host}:{port}"
+        res.sent = message.encode("utf-8")
+        with socket.create_connection((host, port), timeout=ACK_TIMEOUT) as s:
+            s.sendall(hl7feed.frame(message))
+            data = b""
+            while hl7feed.END not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        reply = hl7feed.unframe(data)
+        res.received = reply.encode("utf-8")
+        return expect.Response(hl7=reply)
+
+    def _soap(self, step: Step, res: StepResult) -> expect.Response:
+        spec = step.spec if isinstance(step.spec, dict) else {}
+        for key in ("endpoint", "action", "body"):
+            if key not in spec:
+                raise SuiteError(f"a soap step has {key}")
+        url = self._endpoint(spec["endpoint"])
+        body = xmlin.parse(self._expand(spec["body"]).strip().encode("utf-8"))
+        request = soap_client.plain(self._expand(spec["action"]), body, url)
+        res.url, res.sent = url, request.body
+        r = self.http.post(url, content=request.body,
+                           headers={"content-type": request.content_type})
+        res.received = r.content
+        reply = soap_client.read_reply(r.headers.get("content-type", ""), r.content)
+        env = xmlin.parse(r.content) if not r.headers.get("content-type", "").startswith(
+            "multipart") else reply.body
+        return expect.Response(xml=env, status=r.status_code,
+                               headers={k.lower(): v for k, v in r.headers.items()})
+
+    def _http(self, step: Step, res: StepResult) -> expect.Response:
+        spec = step.spec if isinstance(step.spec, dict) else {}
+        url = self._endpoint(spec.get("endpoint", "")) + self._expand(spec.get("path", ""))
+        method = spec.get("method", "GET").upper()
+        headers = {"accept": spec.get("accept", "application/fhir+json")}
+        content = None
+        if "body" in spec:
+            content = self._expand(spec["body"]).encode("utf-8")
+            headers["content-type"] = spec.get("content_type", "application/fhir+json")
+        res.url = f"{method} {url}"
+        res.sent = (f"{method} {url}\n".encode() + (content or b""))
+        r = self.http.request(method, url, content=content, headers=headers)
+        res.received = f"HTTP {r.status_code}\n".encode() + r.content
+        doc = None
+        if "json" in r.headers.get("content-type", ""):
+            try:
+                doc = json.loads(r.content)
+            except ValueError:
+                doc = None
+        return expect.Response(status=r.status_code, json=doc,
+                               headers={k.lower(): v for k, v in r.headers.items()})
+
+    def _await(self, step: Step, res: StepResult) -> expect.Response:
+        spec = step.spec if isinstance(step.spec, dict) else {}
+        if self.ctx.listener is None:
+            raise SuiteError("this step waits for a message the target sends: give --listen "
+                             "host:port and configure the target to send there")
+        line = self._expand(str(spec.get("mllp", "MSH present")))
+        seconds = float(spec.get("seconds", 30))
+        res.url = "mllp://{}:{} (listening)".format(*self.ctx.listener.address[:2])
+        res.sent = f"waiting up to {seconds:.0f} s for a message where {line}".encode()
+        message = self.ctx.listener.wait(
+            lambda m: expect.check(line, expect.Response(hl7=m)).passed, seconds)
+        if message is None:
+            res.verdicts.append(Verdict(f"a message where {line}", False,
+                                        f"none arrived within {seconds:.0f} s"))
+            return expect.Response()
+        res.received = message.encode("utf-8")
+        return expect.Response(hl7=message)
+
+
+__all__ = ["Listener", "ack_for", "Context", "SuiteRunner"]
