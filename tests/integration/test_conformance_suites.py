@@ -1,8 +1,9 @@
 """The conformance suites against the node, as a tester runs them: ``hie conformance run`` in
 its own process, over HTTP and MLLP, against a node serving on loopback — the NIST Document
-Registry suite (reg + Metadata Update + Remove Metadata) and the Document Repository suite
-must pass whole on SQLite and PostgreSQL; a deliberately broken target must be reported as
-failing, with the check that failed, in the exit status, the JUnit XML and the HTML report."""
+Registry suite (reg + Metadata Update + Remove Metadata), the Document Repository suite and
+the PIX / PDQ suites (HL7 v2, v3, FHIR; ITI-10 notifications received by the runner) must pass
+whole on SQLite and PostgreSQL; a deliberately broken target must be reported as failing, with
+the check that failed, in the exit status, the JUnit XML and the HTML report."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,6 +42,59 @@ def run(live, actor: str, report: Path, *extra: str, target: str | None = None
 def cases(report: Path) -> dict[str, etree._Element]:
     root = etree.parse(str(report / "junit.xml")).getroot()
     return {c.get("name").split()[0]: c for c in root.iter("testcase")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_data_suite(actor: str, http: str, mllp: tuple[str, int], listen: int, report: Path,
+                   *extra: str) -> subprocess.CompletedProcess:
+    args = [HIE, "conformance", "run", "--actor", actor, "--target", http,
+            "--mllp", f"{mllp[0]}:{mllp[1]}", "--listen", f"127.0.0.1:{listen}",
+            "--report", str(report), *extra]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("actor, least", [("pix", 12), ("pdq", 8)])
+def test_the_pix_and_pdq_suites_pass(settings, tmp_path, actor, least):
+    """The node notifies the runner's listener as a PIX Consumer (HIE_PIX_CONSUMERS)."""
+    from hie.node import Node
+    listen = free_port()
+    configured = dataclasses.replace(settings, pix_consumers=f"mllp://127.0.0.1:{listen}")
+    node = Node(configured, create_schema=False)
+    try:
+        with live_node(configured, node) as ln:
+            done = run_data_suite(actor, ln.http, ln.mllp, listen, tmp_path)
+    finally:
+        node.close()
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    found = cases(tmp_path)
+    assert len(found) >= least and not [n for n, c in found.items()
+                                        if c.find("failure") is not None]
+    page = (tmp_path / "report.html").read_text("utf-8")
+    assert ("QBP^Q23" if actor == "pix" else "QBP^Q22") in page
+    if actor == "pix":
+        assert "ADT^A31" in page          # the notification the runner received
+
+
+def test_a_pix_manager_that_only_acknowledges_fails(tmp_path):
+    """Broken on purpose: an MLLP peer that answers every message with a bare ACK AA (no
+    query response).  Feeds pass; every query test fails naming QAK-2; exit status 1."""
+    from conformance.messaging import Listener
+    fake = Listener("127.0.0.1", 0)
+    try:
+        done = run_data_suite("pix", "http://127.0.0.1:9", fake.address[:2], free_port(),
+                              tmp_path, "--tests", "PIX-ITI8-01,PIX-ITI9-02")
+    finally:
+        fake.close()
+    assert done.returncode == 1, done.stdout
+    found = cases(tmp_path)
+    assert found["PIX-ITI8-01"].find("failure") is None
+    failure = found["PIX-ITI9-02"].find("failure")
+    assert failure is not None and "QAK-2 = NF: found nothing" in failure.text
 
 
 @pytest.mark.parametrize("actor, least", [("reg", 71), ("rep", 13)])
