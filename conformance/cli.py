@@ -138,8 +138,6 @@ def cmd_run_suite(args, out: TextIO) -> int:
         runner.close()
         if listener is not None:
             listener.close()
-    result.endpoints.registry = ", ".join(f"{k}={values.expand(v)}"
-                                          for k, v in endpoints.items())
     report.summary(result, out)
     if args.report:
         junit, page = report.write(result, args.report)

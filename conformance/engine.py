@@ -138,6 +138,7 @@ class RunResult:
     tests: list[TestResult] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
+    where: str = ""          # what was tested, in words (else the endpoints)
 
     @property
     def passed(self) -> bool:

@@ -128,6 +128,18 @@ def _number(text: str) -> float | None:
         return None
 
 
+def values_at(path: str, r: Response) -> list[str]:
+    """The values at ``path`` (an HL7 v2 path, ``json ...``, ``header ...`` or ``status``)."""
+    if path.startswith("json "):
+        return [_text(v) for v in json_values(r.json, path[5:])]
+    if path.startswith("header "):
+        v = r.headers.get(path[7:].lower())
+        return [v] if v is not None else []
+    if path == "status":
+        return [] if r.status is None else [str(r.status)]
+    return hl7_values(r.hl7, path)
+
+
 def check(line: str, r: Response) -> Verdict:
     """One expectation ``line`` (placeholders already expanded) over ``r``."""
     line = line.strip()
@@ -144,18 +156,11 @@ def check(line: str, r: Response) -> Verdict:
         return Verdict(line, False, "the runner cannot read this expectation")
     path, op, want = m.group("path"), m.group("op"), (m.group("value") or "").strip()
     try:
-        if path.startswith("json "):
-            values = [_text(v) for v in json_values(r.json, path[5:])]
-            if m.group("count") and len(values) == 1 and \
-                    isinstance(json_values(r.json, path[5:])[0], list):
-                values = [_text(v) for v in json_values(r.json, path[5:])[0]]
-        elif path.startswith("header "):
-            v = r.headers.get(path[7:].lower())
-            values = [v] if v is not None else []
-        elif path == "status":
-            values = [] if r.status is None else [str(r.status)]
-        else:
-            values = hl7_values(r.hl7, path)
+        values = values_at(path, r)
+        if m.group("count") and path.startswith("json "):   # a list counts its elements
+            found = json_values(r.json, path[5:])
+            if len(found) == 1 and isinstance(found[0], list):
+                values = found[0]
     except ValueError as exc:
         return Verdict(line, False, str(exc))
     if m.group("count"):
@@ -184,4 +189,4 @@ def check(line: str, r: Response) -> Verdict:
     return Verdict(line, a >= b if op == ">=" else a <= b, shown)
 
 
-__all__ = ["NS", "Response", "hl7_values", "json_values", "check"]
+__all__ = ["NS", "Response", "hl7_values", "json_values", "values_at", "check"]

@@ -123,8 +123,14 @@ class SuiteRunner:
                 raise SuiteError(f"not in suite {self.ctx.suite.name}: "
                                  + ", ".join(sorted(unknown)))
             tests = [t for t in tests if t.id in only]
-        ep = Endpoints(mllp=self.ctx.mllp)
-        result = RunResult(self.ctx.suite.name, ep)
+        result = RunResult(self.ctx.suite.name, Endpoints(mllp=self.ctx.mllp))
+        result.where = "; ".join([f"{k} {self._expand(v)}" for k, v in
+                                  self.ctx.endpoints.items()] +
+                                 ([f"MLLP {self.ctx.mllp[0]}:{self.ctx.mllp[1]}"]
+                                  if self.ctx.mllp else []) +
+                                 ([f"listening {self.ctx.listener.address[0]}:"
+                                   f"{self.ctx.listener.address[1]}"]
+                                  if self.ctx.listener else []))
         start = time.monotonic()
         for n, test in enumerate(tests, 1):
             tr = self.run_test(test)
@@ -147,19 +153,15 @@ class SuiteRunner:
         return tr
 
     def run_step(self, step: Step) -> StepResult:
-        res = StepResult(step.id, step.kind, "as expected", step.goal)
+        res = StepResult(step.id, step.kind, "", step.goal)
         start = time.monotonic()
         try:
             response = getattr(self, f"_{step.kind}")(step, res)
             for line in step.expect:
                 res.verdicts.append(expect.check(self._expand(line), response))
             for name, path in step.save.items():
-                verdict = expect.check(f"{path} present", response)
-                values = (expect.hl7_values(response.hl7, path) if response.hl7 and
-                          not path.startswith("json ") else
-                          [str(v) for v in expect.json_values(response.json, path[5:])]
-                          if path.startswith("json ") else [])
-                if verdict.passed and values:
+                values = [v for v in expect.values_at(path, response) if v]
+                if values:
                     self.ctx.saved[name] = values[0]
                 else:
                     res.notes.append(f"nothing to save as {name} at {path}")

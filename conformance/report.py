@@ -48,9 +48,10 @@ def summary(run: RunResult, out: TextIO = sys.stdout) -> None:
     tests = [t for t in run.tests if not t.prerequisite]
     setup = [t for t in run.tests if t.prerequisite]
     failed = [t for t in run.tests if not t.passed]
+    prerequisites = (f" ({len(setup)} prerequisite tests, {sum(not t.passed for t in setup)} "
+                     "failed)" if setup else "")
     print(f"\nsuite {run.actor}: {sum(t.passed for t in tests)} of {len(tests)} tests passed"
-          f" ({len(setup)} prerequisite tests, {sum(not t.passed for t in setup)} failed) "
-          f"in {run.seconds:.1f} s", file=out)
+          f"{prerequisites} in {run.seconds:.1f} s", file=out)
     for t in failed:
         print(f"FAIL {t.id} {t.title}", file=out)
         for s in t.sections:
@@ -102,7 +103,8 @@ def junit(run: RunResult) -> bytes:
                                         type="ConformanceFailure")
                 fail.text = "\n".join(lines)
             etree.SubElement(case, "system-out").text = "\n".join(
-                f"{s.name}/{st.step} {st.transaction or '-'} expected {st.expected}: "
+                f"{s.name}/{st.step} {st.transaction or '-'}"
+                + (f" expected {st.expected}" if st.expected else "") + ": "
                 + ("; ".join(f"{'ok' if v.passed else 'FAILED'} {v.what}" for v in st.verdicts)
                    or st.error or st.excluded or "no checks")
                 for s in t.sections for st in s.steps)
@@ -153,8 +155,9 @@ def _step_html(st: StepResult) -> str:
     if st.error:
         extra += f"<p class=fail>error: {e(st.error)}</p>"
     return (f"<details{' open' if not st.passed else ''}><summary class={cls}>"
-            f"{e(st.step)} — {e(st.transaction or 'no transaction')}, expected "
-            f"{e(st.expected)} — {'passed' if st.passed else 'FAILED'}"
+            f"{e(st.step)} — {e(st.transaction or 'no transaction')}"
+            + (f", expected {e(st.expected)}" if st.expected else "")
+            + f" — {'passed' if st.passed else 'FAILED'}"
             f" ({st.seconds * 1000:.0f} ms)</summary>"
             + (f"<p>{e(st.goal)}</p>" if st.goal else "")
             + (f"<p>to {e(st.url)}</p>" if st.url else "") + extra
@@ -169,12 +172,14 @@ def html_report(run: RunResult) -> str:
     e = html.escape
     tests = [t for t in run.tests if not t.prerequisite]
     ep = run.endpoints
+    where = run.where or (
+        f"Registry {ep.registry or '-'}, repository {ep.repository or '-'}, MLLP "
+        f"{':'.join(map(str, ep.mllp)) if ep.mllp else '-'}, patient domain "
+        f"{ep.patient_domain or '-'}")
     head = (f"<h1>HIE conformance — suite {e(run.actor)}</h1>"
             f"<p>{sum(t.passed for t in tests)} of {len(tests)} tests passed, "
             f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(run.started))}, "
-            f"{run.seconds:.1f} s. Registry {e(ep.registry or '-')}, repository "
-            f"{e(ep.repository or '-')}, MLLP {e(':'.join(map(str, ep.mllp)) if ep.mllp else '-')}"
-            f", patient domain {e(ep.patient_domain or '-')}.</p>")
+            f"{run.seconds:.1f} s. {e(where)}.</p>")
     index = "".join(
         f"<tr><td class={'pass' if t.passed else 'fail'}>{'PASS' if t.passed else 'FAIL'}</td>"
         f"<td><a href='#t{e(t.id)}'>{e(t.id)}</a></td><td>{e(t.collection or 'prerequisite')}"
