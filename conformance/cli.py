@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     actions = c.add_subparsers(dest="action", required=True)
     ls = actions.add_parser("list", help="suites, actor collections and tests (id, title, "
                             "sections)")
-    ls.add_argument("--actor", choices=sorted(SUITES), help="only this suite")
+    ls.add_argument("--actor", choices=sorted(SUITES) + data_suite.names(),
+                    help="only this suite")
     ls.add_argument("--testkit", help="the NIST XDS Toolkit test kit (default: "
                     "../shared/standards/nist-xds-toolkit, or HIE_CONFORMANCE_TESTKIT)")
     ls.set_defaults(func=cmd_list)
@@ -59,13 +60,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
 
 
+def list_data_suite(name: str, out: TextIO) -> None:
+    s = data_suite.load(name)
+    print(f"suite {name}: {s.title} ({len(s.tests)} tests; {s.reference})", file=out)
+    for t in s.tests:
+        print(f"    {t.id:<28} {t.title}", file=out)
+        print(f"    {'':<28} {t.tf}; steps: {' '.join(st.id for st in t.steps)}", file=out)
+
+
 def cmd_list(args, out: TextIO = sys.stdout) -> int:
+    if args.actor and args.actor not in SUITES:
+        list_data_suite(args.actor, out)
+        return 0
     try:
         kit = TestKit(args.testkit)
     except TestKitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bad = 0
+    if not args.actor:
+        for name in data_suite.names():
+            list_data_suite(name, out)
     for actor in ([args.actor] if args.actor else sorted(SUITES)):
         print(f"suite {actor}", file=out)
         for name, tests in kit.suite(actor).items():

@@ -149,6 +149,17 @@ def test_conformance_list_over_the_kit():
     assert "suite rep" not in lines
 
 
+def test_conformance_list_shows_the_data_suites():
+    out = _hie("list")
+    assert out.returncode == 0, out.stderr
+    suites = [ln.split(":")[0] for ln in out.stdout.splitlines() if ln.startswith("suite ")]
+    assert suites == ["suite pdq", "suite pix", "suite reg", "suite rep"]
+    pix = _hie("list", "--actor", "pix").stdout.splitlines()
+    i = next(n for n, ln in enumerate(pix) if ln.split()[:1] == ["PIX-ITI9-02"])
+    assert "NF" in pix[i] and pix[i + 1].split()[-2:] == ["feed", "query"]
+    assert pix[i + 1].split()[:3] == ["ITI", "TF-2a", "3.9.4.2.2.6"]
+
+
 def test_conformance_list_reports_a_broken_kit(tmp_path):
     root = _kit(tmp_path, "<TestPlan><Test>90001/s</Test><TestStep id='a'><ExpectedStatus>"
                           "Success</ExpectedStatus><Frobnicate/><NullTransaction/></TestStep>"
