@@ -58,7 +58,7 @@ def run_data_suite(actor: str, http: str, mllp: tuple[str, int], listen: int, re
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("actor, least", [("pix", 12), ("pdq", 8)])
+@pytest.mark.parametrize("actor, least", [("pix", 13), ("pdq", 9)])
 def test_the_pix_and_pdq_suites_pass(settings, tmp_path, actor, least):
     """The node notifies the runner's listener as a PIX Consumer (HIE_PIX_CONSUMERS)."""
     from hie.node import Node
