@@ -122,6 +122,15 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
+def finish(result: engine.RunResult, args, out: TextIO) -> int:
+    """The summary, the reports asked for, and the exit status of a run."""
+    report.summary(result, out)
+    if args.report:
+        junit, page = report.write(result, args.report)
+        print(f"reports: {junit} {page}", file=out)
+    return 0 if result.passed else 1
+
+
 def cmd_run_suite(args, out: TextIO) -> int:
     """A data suite (conformance/suites/<actor>.yaml)."""
     try:
@@ -153,11 +162,7 @@ def cmd_run_suite(args, out: TextIO) -> int:
         runner.close()
         if listener is not None:
             listener.close()
-    report.summary(result, out)
-    if args.report:
-        junit, page = report.write(result, args.report)
-        print(f"reports: {junit} {page}", file=out)
-    return 0 if result.passed else 1
+    return finish(result, args, out)
 
 
 def cmd_run(args, out: TextIO = sys.stdout) -> int:
@@ -192,11 +197,7 @@ def cmd_run(args, out: TextIO = sys.stdout) -> int:
         return 2
     finally:
         wire.close()
-    report.summary(result, out)
-    if args.report:
-        junit, page = report.write(result, args.report)
-        print(f"reports: {junit} {page}", file=out)
-    return 0 if result.passed else 1
+    return finish(result, args, out)
 
 
 __all__ = ["add_parser", "cmd_list", "cmd_run"]

@@ -152,11 +152,7 @@ def _clip(data: bytes) -> bytes:
 def dependencies(test: Test) -> list[str]:
     """The other tests ``test`` takes values from, in the order it names them."""
     out: list[str] = []
-    for section in test.sections:
-        try:
-            plan = test.plan(section)
-        except (TestKitError, TestPlanError):
-            continue
+    for section, plan in test.readable_plans():
         for step in plan.steps:
             tx = step.transaction
             names = [u.test for u in tx.use_reports if u.test]
@@ -261,11 +257,7 @@ class Runner:
         15817's."""
         if test.id in self.test_patient:
             return self.test_patient[test.id]
-        for section in test.sections:
-            try:
-                plan = test.plan(section)
-            except (TestKitError, TestPlanError):
-                continue
+        for section, plan in test.readable_plans():
             for step in plan.steps:
                 for use in step.transaction.use_reports:
                     if use.test and use.use_as == "$patientid$" == use.report_name:
@@ -323,12 +315,8 @@ class Runner:
             res.error = f"a value from an earlier step is missing: {exc}"
         except build.BuildError as exc:
             res.error = str(exc)
-        except (soap_client.ReplyError, hl7feed.FeedError) as exc:
-            res.error = f"the response cannot be read: {exc}"
-        except OSError as exc:
-            res.error = f"{res.url or 'target'}: {exc}"
-        except Exception as exc:  # noqa: BLE001 - httpx errors and the like: the step fails
-            res.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - transport and the like: the step fails
+            res.error = step_error(exc, res.url)
         for d in deviations:       # a check the plan gets wrong is shown, not held against it
             for i, v in enumerate(res.verdicts):
                 if v.what.startswith(d.check) and not v.passed:
@@ -408,6 +396,15 @@ class Runner:
                 metadata = xmlin.parse(source.output, huge=True) if source.output else None
             res.verdicts += checks.retrieved(uid, expected, reply.body, reply.attachments,
                                              metadata)
+
+
+def step_error(exc: Exception, url: str) -> str:
+    """Why a step could not be done, in words, from what went wrong on the wire."""
+    if isinstance(exc, (soap_client.ReplyError, hl7feed.FeedError)):
+        return f"the response cannot be read: {exc}"
+    if isinstance(exc, OSError):
+        return f"{url or 'target'}: {exc}"
+    return f"{type(exc).__name__}: {exc}"    # httpx errors and the like
 
 
 def _feed_report(test: str) -> UseReport:

@@ -21,7 +21,8 @@ from typing import Callable
 
 from conformance import expect, hl7feed, soap_client, xmlin
 from conformance.checks import Verdict
-from conformance.engine import Endpoints, RunResult, SectionResult, StepResult, TestResult
+from conformance.engine import (Endpoints, RunResult, SectionResult, StepResult, TestResult,
+                                step_error)
 from conformance.suite import Step, Suite, SuiteError, SuiteTest, Values
 
 ACK_TIMEOUT = 30.0
@@ -167,12 +168,8 @@ class SuiteRunner:
                     res.notes.append(f"nothing to save as {name} at {path}")
         except SuiteError as exc:
             res.error = f"the suite: {exc}"
-        except (hl7feed.FeedError, soap_client.ReplyError) as exc:
-            res.error = f"the response cannot be read: {exc}"
-        except OSError as exc:
-            res.error = f"{res.url or 'target'}: {exc}"
-        except Exception as exc:  # noqa: BLE001 - httpx errors and the like: the step fails
-            res.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - transport and the like: the step fails
+            res.error = step_error(exc, res.url)
         res.seconds = time.monotonic() - start
         return res
 

@@ -58,6 +58,15 @@ class Test:
     def plans(self) -> list[testplan.TestPlan]:
         return [self.plan(s) for s in self.sections]
 
+    def readable_plans(self):
+        """(section, plan) of each section whose plan reads (the others are reported where
+        the test runs)."""
+        for section in self.sections:
+            try:
+                yield section, self.plan(section)
+            except (TestKitError, testplan.TestPlanError):
+                continue
+
 
 def _lines(path: Path) -> list[str]:
     try:
