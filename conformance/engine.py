@@ -367,8 +367,7 @@ class Runner:
         except soap_client.ReplyError as exc:
             raise soap_client.ReplyError(f"HTTP {code}: {exc}") from None
         if reply.is_fault:
-            found, errors = "Fault", []
-            res.verdicts += checks.status(step.expected_status, found, [], [reply.fault_reason],
+            res.verdicts += checks.status(step.expected_status, "Fault", [], [reply.fault_reason],
                                           step.expected_error_codes,
                                           step.expected_error_messages)
         else:
@@ -400,8 +399,10 @@ class Runner:
 
 def step_error(exc: Exception, url: str) -> str:
     """Why a step could not be done, in words, from what went wrong on the wire."""
-    if isinstance(exc, (soap_client.ReplyError, hl7feed.FeedError)):
+    if isinstance(exc, soap_client.ReplyError):
         return f"the response cannot be read: {exc}"
+    if isinstance(exc, hl7feed.FeedError):     # no connection, or an answer that is no block
+        return f"HL7 v2: {exc}"
     if isinstance(exc, OSError):
         return f"{url or 'target'}: {exc}"
     return f"{type(exc).__name__}: {exc}"    # httpx errors and the like

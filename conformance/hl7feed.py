@@ -9,7 +9,8 @@ codec — it imports nothing of the node — : :func:`new_patient_id` allocates 
 ``value^^^&oid&ISO`` in ``--patient-domain``, :func:`adt_a01` writes the message (MSH, EVN,
 PID with a Chinese name and a GB 11643 resident ID number, PV1), :func:`frame` / :func:`unframe`
 are MLLP's block characters, :func:`read_ack` reads MSA-1 and ERR / MSA-3 text, and
-:func:`send` is the one function here that does I/O.
+:func:`exchange` / :func:`send` are the functions here that do I/O (a message and its answer;
+the data suites' HL7 v2 steps use :func:`exchange` too).
 """
 from __future__ import annotations
 
@@ -114,8 +115,8 @@ def read_ack(message: str) -> Ack:
     return Ack(msa[1], text, message)
 
 
-def send(host: str, port: int, message: str, timeout: float = 30.0) -> Ack:
-    """Send ``message`` over MLLP and read its ACK."""
+def exchange(host: str, port: int, message: str, timeout: float = 30.0) -> str:
+    """Send ``message`` over MLLP and return the message that answers it."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(frame(message))
@@ -127,8 +128,13 @@ def send(host: str, port: int, message: str, timeout: float = 30.0) -> Ack:
                 data += chunk
     except OSError as exc:
         raise FeedError(f"MLLP {host}:{port}: {exc}") from None
-    return read_ack(unframe(data))
+    return unframe(data)
+
+
+def send(host: str, port: int, message: str, timeout: float = 30.0) -> Ack:
+    """Send ``message`` over MLLP and read its ACK."""
+    return read_ack(exchange(host, port, message, timeout))
 
 
 __all__ = ["FeedError", "Ack", "new_patient_id", "resident_id", "adt_a01", "frame", "unframe",
-           "read_ack", "send"]
+           "read_ack", "exchange", "send"]
