@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      "/pdq, /fhir unless --endpoint says otherwise")
     run.add_argument("--listen", default="", help="host:port where the runner receives what "
                      "the target sends (pix: ITI-10 notifications; configure the target so)")
+    run.add_argument("--listen-http", default="", help="host:port where the runner receives "
+                     "SOAP messages the target sends (pix: ITI-46 notifications)")
     run.add_argument("--endpoint", action="append", default=[], metavar="NAME=URL",
                      help="where a data suite's endpoint is (e.g. v3=http://host/pix)")
     run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -103,12 +105,12 @@ def cmd_list(args, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _mllp(text: str) -> tuple[str, int] | None:
+def _host_port(text: str, option: str = "--mllp") -> tuple[str, int] | None:
     if not text:
         return None
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--mllp {text!r} is not host:port")
+        raise ValueError(f"{option} {text!r} is not host:port")
     return host, int(port)
 
 
@@ -135,21 +137,27 @@ def cmd_run_suite(args, out: TextIO) -> int:
     """A data suite (conformance/suites/<actor>.yaml)."""
     try:
         suite = data_suite.load(args.actor)
-        mllp, listen = _mllp(args.mllp), _mllp(args.listen)
+        mllp, listen = _host_port(args.mllp), _host_port(args.listen, "--listen")
+        listen_http = _host_port(args.listen_http, "--listen-http")
         endpoints = dict(suite.endpoints)
         endpoints.update(_pairs(args.endpoint, "--endpoint"))
         values = data_suite.Values(suite, args.target, _pairs(args.set, "--set"))
     except (data_suite.SuiteError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    listener = None
+    listener = http_listener = None
     try:
         if listen is not None:
             listener = messaging.Listener(*listen)
+        if listen_http is not None:
+            http_listener = messaging.HttpListener(*listen_http)
     except OSError as exc:
-        print(f"error: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        print(f"error: cannot listen: {exc}", file=sys.stderr)
+        if listener is not None:
+            listener.close()
         return 2
-    ctx = messaging.Context(suite, values, endpoints, mllp, listener, args.timeout)
+    ctx = messaging.Context(suite, values, endpoints, mllp, listener, args.timeout,
+                            http_listener=http_listener)
     runner = messaging.SuiteRunner(ctx, lambda r, n, total: print(
         report.progress_line(r, n, total), file=out, flush=True))
     only = [t.strip() for t in args.tests.split(",") if t.strip()] or None
@@ -160,8 +168,9 @@ def cmd_run_suite(args, out: TextIO) -> int:
         return 2
     finally:
         runner.close()
-        if listener is not None:
-            listener.close()
+        for x in (listener, http_listener):
+            if x is not None:
+                x.close()
     return finish(result, args, out)
 
 
@@ -170,7 +179,7 @@ def cmd_run(args, out: TextIO = sys.stdout) -> int:
         return cmd_run_suite(args, out)
     try:
         kit = TestKit(args.testkit)
-        mllp = _mllp(args.mllp)
+        mllp = _host_port(args.mllp)
     except (TestKitError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
+from uuid import uuid4
 from typing import Callable
 
 from conformance import expect, hl7feed, soap_client, xmlin
@@ -81,6 +82,88 @@ class Listener:
         self.server.server_close()
 
 
+class HttpListener:
+    """A SOAP 1.2 receiver (an HL7 v3 PIX Consumer for ITI-46): keeps each envelope, answers
+    MCCI_IN000002UV01 ``AA`` naming the message received (ITI TF-2b 3.46.4.2)."""
+
+    def __init__(self, host: str, port: int):
+        import http.server
+        self.messages: "queue.Queue[bytes]" = queue.Queue()
+        received = self.messages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:   # noqa: N802 - the http.server name
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                received.put(body)
+                out = v3_ack_for(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/soap+xml; charset=UTF-8")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.address = self.server.server_address
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.kept: list[bytes] = []
+
+    def wait(self, accept: Callable[[bytes], bool], seconds: float) -> bytes | None:
+        for i, m in enumerate(self.kept):
+            if accept(m):
+                return self.kept.pop(i)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                m = self.messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if accept(m):
+                return m
+            self.kept.append(m)
+        return None
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def v3_ack_for(envelope_bytes: bytes) -> bytes:
+    """A SOAP envelope holding MCCI_IN000002UV01 AA for the HL7 v3 message in ``envelope``."""
+    from lxml import etree
+    v3 = expect.NS["hl7"]
+    target = ("", "")
+    try:
+        body = soap_client.read_reply("application/soap+xml", envelope_bytes).body
+        mid = body.find(f"{{{v3}}}id") if body is not None else None
+        if mid is not None:
+            target = (mid.get("root", ""), mid.get("extension", ""))
+    except (soap_client.ReplyError, ValueError):
+        pass
+    ack = etree.Element(f"{{{v3}}}MCCI_IN000002UV01", nsmap={None: v3}, ITSVersion="XML_1.0")
+    etree.SubElement(ack, f"{{{v3}}}id", root="1.2.156.112604.1.98", extension=str(uuid4()))
+    etree.SubElement(ack, f"{{{v3}}}creationTime",
+                     value=time.strftime("%Y%m%d%H%M%S", time.gmtime()))
+    etree.SubElement(ack, f"{{{v3}}}interactionId", root="2.16.840.1.113883.1.6",
+                     extension="MCCI_IN000002UV01")
+    etree.SubElement(ack, f"{{{v3}}}processingCode", code="P")
+    etree.SubElement(ack, f"{{{v3}}}processingModeCode", code="T")
+    etree.SubElement(ack, f"{{{v3}}}acceptAckCode", code="NE")
+    for role, type_code in (("receiver", "RCV"), ("sender", "SND")):
+        dev = etree.SubElement(etree.SubElement(ack, f"{{{v3}}}{role}", typeCode=type_code),
+                               f"{{{v3}}}device", classCode="DEV", determinerCode="INSTANCE")
+        etree.SubElement(dev, f"{{{v3}}}id", root="1.2.156.112604.1.98")
+    a = etree.SubElement(ack, f"{{{v3}}}acknowledgement")
+    etree.SubElement(a, f"{{{v3}}}typeCode", code="AA")
+    tm = etree.SubElement(a, f"{{{v3}}}targetMessage")
+    etree.SubElement(tm, f"{{{v3}}}id", root=target[0], extension=target[1])
+    env, _ = soap_client.envelope("urn:hl7-org:v3:MCCI_IN000002UV01", ack, soap_client.ANONYMOUS)
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
 def ack_for(message: str) -> str:
     """ACK^<event> AA for a received HL7 v2 message (MSA-2 its control id)."""
     msh = next((s for s in message.split("\r") if s.startswith("MSH")), "MSH|^~\\&")
@@ -101,6 +184,7 @@ class Context:
     mllp: tuple[str, int] | None = None
     listener: Listener | None = None
     timeout: float = 60.0
+    http_listener: HttpListener | None = None
     saved: dict[str, str] = field(default_factory=dict)
 
 
@@ -128,9 +212,8 @@ class SuiteRunner:
                                   self.ctx.endpoints.items()] +
                                  ([f"MLLP {self.ctx.mllp[0]}:{self.ctx.mllp[1]}"]
                                   if self.ctx.mllp else []) +
-                                 ([f"listening {self.ctx.listener.address[0]}:"
-                                   f"{self.ctx.listener.address[1]}"]
-                                  if self.ctx.listener else []))
+                                 [f"listening {x.address[0]}:{x.address[1]}"
+                                  for x in (self.ctx.listener, self.ctx.http_listener) if x])
         start = time.monotonic()
         for n, test in enumerate(tests, 1):
             tr = self.run_test(test)
@@ -234,11 +317,13 @@ class SuiteRunner:
 
     def _await(self, step: Step, res: StepResult) -> expect.Response:
         spec = step.spec if isinstance(step.spec, dict) else {}
+        seconds = float(spec.get("seconds", 30))
+        if "soap" in spec:
+            return self._await_soap(self._expand(str(spec["soap"])), seconds, res)
         if self.ctx.listener is None:
             raise SuiteError("this step waits for a message the target sends: give --listen "
                              "host:port and configure the target to send there")
         line = self._expand(str(spec.get("mllp", "MSH present")))
-        seconds = float(spec.get("seconds", 30))
         res.url = "mllp://{}:{} (listening)".format(*self.ctx.listener.address[:2])
         res.sent = f"waiting up to {seconds:.0f} s for a message where {line}".encode()
         message = self.ctx.listener.wait(
@@ -250,5 +335,26 @@ class SuiteRunner:
         res.received = message.encode("utf-8")
         return expect.Response(hl7=message)
 
+    def _await_soap(self, line: str, seconds: float, res: StepResult) -> expect.Response:
+        if self.ctx.http_listener is None:
+            raise SuiteError("this step waits for a SOAP message the target sends: give "
+                             "--listen-http host:port and configure the target to send there")
+        res.url = "http://{}:{} (listening)".format(*self.ctx.http_listener.address[:2])
+        res.sent = f"waiting up to {seconds:.0f} s for a SOAP message where {line}".encode()
 
-__all__ = ["Listener", "ack_for", "Context", "SuiteRunner"]
+        def envelope(data: bytes):
+            try:
+                return xmlin.parse(data)
+            except Exception:  # noqa: BLE001 - not XML: not the message waited for
+                return None
+        message = self.ctx.http_listener.wait(
+            lambda m: expect.check(line, expect.Response(xml=envelope(m))).passed, seconds)
+        if message is None:
+            res.verdicts.append(Verdict(f"a SOAP message where {line}", False,
+                                        f"none arrived within {seconds:.0f} s"))
+            return expect.Response()
+        res.received = message
+        return expect.Response(xml=envelope(message))
+
+
+__all__ = ["Listener", "HttpListener", "ack_for", "v3_ack_for", "Context", "SuiteRunner"]

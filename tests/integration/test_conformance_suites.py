@@ -51,23 +51,27 @@ def free_port() -> int:
 
 
 def run_data_suite(actor: str, http: str, mllp: tuple[str, int], listen: int, report: Path,
-                   *extra: str) -> subprocess.CompletedProcess:
+                   *extra: str, listen_http: int | None = None) -> subprocess.CompletedProcess:
     args = [HIE, "conformance", "run", "--actor", actor, "--target", http,
             "--mllp", f"{mllp[0]}:{mllp[1]}", "--listen", f"127.0.0.1:{listen}",
+            "--listen-http", f"127.0.0.1:{listen_http or free_port()}",
             "--report", str(report), *extra]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("actor, least", [("pix", 13), ("pdq", 9)])
+@pytest.mark.parametrize("actor, least", [("pix", 14), ("pdq", 9)])
 def test_the_pix_and_pdq_suites_pass(settings, tmp_path, actor, least):
-    """The node notifies the runner's listener as a PIX Consumer (HIE_PIX_CONSUMERS)."""
+    """The node notifies the runner's listeners as PIX Consumers (HIE_PIX_CONSUMERS: ITI-10
+    over MLLP, ITI-46 over SOAP)."""
     from hie.node import Node
-    listen = free_port()
-    configured = dataclasses.replace(settings, pix_consumers=f"mllp://127.0.0.1:{listen}")
+    listen, listen_http = free_port(), free_port()
+    configured = dataclasses.replace(settings, pix_consumers=(
+        f"mllp://127.0.0.1:{listen},http://127.0.0.1:{listen_http}/consumer"))
     node = Node(configured, create_schema=False)
     try:
         with live_node(configured, node) as ln:
-            done = run_data_suite(actor, ln.http, ln.mllp, listen, tmp_path)
+            done = run_data_suite(actor, ln.http, ln.mllp, listen, tmp_path,
+                                  listen_http=listen_http)
     finally:
         node.close()
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
@@ -76,8 +80,8 @@ def test_the_pix_and_pdq_suites_pass(settings, tmp_path, actor, least):
                                         if c.find("failure") is not None]
     page = (tmp_path / "report.html").read_text("utf-8")
     assert ("QBP^Q23" if actor == "pix" else "QBP^Q22") in page
-    if actor == "pix":
-        assert "ADT^A31" in page          # the notification the runner received
+    if actor == "pix":                    # the notifications the runner received
+        assert "ADT^A31" in page and "PRPA_IN201302UV02" in page
 
 
 def test_a_pix_manager_that_only_acknowledges_fails(tmp_path):

@@ -111,3 +111,25 @@ def test_the_shipped_suites_read_and_every_value_is_defined(name):
             for line in st.expect:    # every expectation is of the grammar
                 assert not check(v.expand(line, {"pointer": "1"}),
                                  Response()).detail.startswith("the runner cannot read"), line
+
+
+def test_the_consumers_acknowledgements():
+    """What the runner answers as a PIX Consumer: ACK AA naming the ADT^A31's control id
+    (ITI-10), MCCI_IN000002UV01 AA naming the PRPA_IN201302UV02's id (ITI-46)."""
+    from conformance import messaging, soap_client
+    ack = messaging.ack_for("MSH|^~\\&|HIE|REGION|PIXC|HIS|20261202||ADT^A31^ADT_A05|N77|P|2.5\r"
+                            "EVN|A31|20261202\rPID|||A1^^^&1.2.3&ISO\r")
+    assert expect.hl7_values(ack, "MSA-1") == ["AA"] and expect.hl7_values(ack, "MSA-2") == ["N77"]
+    assert expect.hl7_values(ack, "MSH-9.2") == ["A31"] and expect.hl7_values(ack, "MSH-5") == ["HIE"]
+    v3 = expect.NS["hl7"]
+    message = etree.fromstring(f'<PRPA_IN201302UV02 xmlns="{v3}"><id root="1.2.9" extension="M5"/>'
+                               "</PRPA_IN201302UV02>")
+    env, _ = soap_client.envelope("urn:hl7-org:v3:PRPA_IN201302UV02", message, "http://x")
+    reply = soap_client.read_reply("application/soap+xml",
+                                   messaging.v3_ack_for(etree.tostring(env)))
+    assert reply.action == "urn:hl7-org:v3:MCCI_IN000002UV01"
+    assert reply.body.find(f"{{{v3}}}acknowledgement/{{{v3}}}typeCode").get("code") == "AA"
+    target = reply.body.find(f"{{{v3}}}acknowledgement/{{{v3}}}targetMessage/{{{v3}}}id")
+    assert (target.get("root"), target.get("extension")) == ("1.2.9", "M5")
+    garbage = soap_client.read_reply("application/soap+xml", messaging.v3_ack_for(b"not xml"))
+    assert garbage.body.find(f"{{{v3}}}acknowledgement/{{{v3}}}typeCode").get("code") == "AA"
