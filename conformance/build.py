@@ -16,6 +16,8 @@ ITI-57      ``lcm:SubmitObjectsRequest`` (ITI TF-2b 3.57.4.1.2)         registry
 ITI-18      ``query:AdhocQueryRequest`` (3.18.4.1.2)                    registry
 ITI-43      ``xdsb:RetrieveDocumentSetRequest`` (3.43.4.1.2)            repository
 ITI-62      ``lcm:RemoveObjectsRequest`` (ITI TF-2b 3.62.4.1.2)         registry
+ITI-38      ``query:AdhocQueryRequest`` (ITI TF-2b 3.38.4.1.2)          gateway (query)
+ITI-39      ``xdsb:RetrieveDocumentSetRequest`` (3.39.4.1.2)            gateway (retrieve)
 ==========  =======================================================  ============
 
 Besides the placeholders the plan's ``UseId`` / ``UseReport`` give, a run gives
@@ -37,9 +39,12 @@ from conformance.testplan import Transaction
 
 LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
 ENDPOINTS = {"ITI-41": "repository", "ITI-43": "repository", "ITI-42": "registry",
-             "ITI-57": "registry", "ITI-18": "registry", "ITI-62": "registry"}
+             "ITI-57": "registry", "ITI-18": "registry", "ITI-62": "registry",
+             # a Responding Gateway: its query endpoint in the registry's place, its
+             # retrieve endpoint in the repository's
+             "ITI-38": "registry", "ITI-39": "repository"}
 # the transactions whose metadata carries patient ids, uniqueIds and entryUUIDs to assign
-_SUBMISSIONS = ("ITI-41", "ITI-42", "ITI-57")
+SUBMISSIONS = ("ITI-41", "ITI-42", "ITI-57")
 
 
 class BuildError(ValueError):
@@ -91,7 +96,7 @@ def build(tx: Transaction, folder: Path, values: Mapping[str, str],
     if not tx.metadata_file:
         raise BuildError(f"{tx.element} without MetadataFile")
     text = _read(folder, tx.metadata_file).decode("utf-8", errors="replace")
-    submission = tx.transaction in _SUBMISSIONS
+    submission = tx.transaction in SUBMISSIONS
     try:
         root, assigned = prepare.prepare(
             text, values, patient_id=patient_id if submission else None,
@@ -155,4 +160,4 @@ def reference_file(folder: Path, name: str) -> bytes:
 
 
 
-__all__ = ["ENDPOINTS", "BuildError", "Built", "builtins", "build", "reference_file"]
+__all__ = ["ENDPOINTS", "SUBMISSIONS", "BuildError", "Built", "builtins", "build", "reference_file"]

@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = actions.add_parser("run", help="run a suite against an endpoint and report")
     run.add_argument("--actor", choices=sorted(SUITES) + data_suite.names(), required=True,
                      help="reg: Document Registry (+ Metadata Update, Remove Metadata); "
-                     "rep: Document Repository; pix: PIX Manager; pdq: PDQ Supplier")
+                     "rep: Document Repository; rg: XCA Responding Gateway; pix: PIX Manager; "
+                     "pdq: PDQ Supplier")
     run.add_argument("--target", required=True, help="the endpoint under test, e.g. "
                      "http://host:8080/xds/registry (reg) or .../xds/repository (rep); for "
                      "pix / pdq the HTTP base (http://host:8080), their endpoints ${target}/pix, "
@@ -46,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="a value of a data suite instead of the generated one")
     run.add_argument("--registry-url", default="", help="the registry the rep suite queries")
     run.add_argument("--repository-url", default="", help="the repository (ITI-41/43) of a "
-                     "reg run, if its tests need one")
+                     "reg run, if its tests need one; the Cross Gateway Retrieve endpoint of an "
+                     "rg run")
     run.add_argument("--mllp", default="", help="host:port of the patient identity feed "
                      "(ITI-8) the tests' patients are fed to")
     run.add_argument("--patient-domain", default="", help="assigning authority OID of the "
@@ -183,14 +185,14 @@ def cmd_run(args, out: TextIO = sys.stdout) -> int:
     except (TestKitError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.actor == "reg":
-        endpoints = engine.Endpoints(registry=args.target, repository=args.repository_url)
-    else:
+    if args.actor == "rep":
         endpoints = engine.Endpoints(registry=args.registry_url, repository=args.target)
+    else:   # reg; rg: the gateway's query endpoint, its retrieve one as --repository-url
+        endpoints = engine.Endpoints(registry=args.target, repository=args.repository_url)
     endpoints.mllp = mllp
     endpoints.patient_domain = args.patient_domain
     endpoints.repository_uid = args.repository_uid
-    if mllp is None or not args.patient_domain:
+    if args.actor in engine.FEEDING_SUITES and (mllp is None or not args.patient_domain):
         print("error: the suites feed their patients first: give --mllp host:port and "
               "--patient-domain OID", file=sys.stderr)
         return 2

@@ -38,6 +38,8 @@ ACTIONS = {
     "ITI-43": "urn:ihe:iti:2007:RetrieveDocumentSet",
     "ITI-57": "urn:ihe:iti:2010:UpdateDocumentSet",
     "ITI-62": "urn:ihe:iti:2010:DeleteDocumentSet",
+    "ITI-38": "urn:ihe:iti:2007:CrossGatewayQuery",
+    "ITI-39": "urn:ihe:iti:2007:CrossGatewayRetrieve",
 }
 STATUS_PREFIX = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
 

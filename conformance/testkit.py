@@ -9,7 +9,7 @@ an actor collection (its first line, e.g. "Document Registry").  A section liste
 
 The runner's suites map to collections: ``reg`` is the Document Registry's required
 collection, ``rep`` the Document Repository's, ``reg_mu`` the Metadata Update option
-(ITI-57), ``reg_rm`` Remove Metadata (ITI-62).
+(ITI-57), ``reg_rm`` Remove Metadata (ITI-62); ``rg`` the XCA Responding Gateway's.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ KIT_ENV = "HIE_CONFORMANCE_TESTKIT"
 SUITES = {
     "reg": ("reg", "reg_mu", "reg_rm"),
     "rep": ("rep",),
+    "rg": ("rg",),
 }
 OPTIONS = {"reg_mu": "Metadata Update (ITI-57)", "reg_rm": "Remove Metadata (ITI-62)"}
 

@@ -18,6 +18,8 @@ RetrieveTransaction            ITI-43 Retrieve Document Set
 MuTransaction                  ITI-57 Update Document Set (Metadata Update)
 RemoveMetadataTransaction      ITI-62 Remove Metadata
 PatientIdentityFeedTransaction ITI-8 Patient Identity Feed (HL7 v2 ADT over MLLP)
+XCQTransaction                 ITI-38 Cross Gateway Query (a Responding Gateway)
+XCRTransaction                 ITI-39 Cross Gateway Retrieve
 NullTransaction                none: assertions over an earlier step's output
 =============================  ===========================================================
 
@@ -48,6 +50,8 @@ TRANSACTIONS = {
     "MuTransaction": "ITI-57",
     "RemoveMetadataTransaction": "ITI-62",
     "PatientIdentityFeedTransaction": "ITI-8",
+    "XCQTransaction": "ITI-38",
+    "XCRTransaction": "ITI-39",
     "NullTransaction": "",
 }
 STATUSES = ("Success", "PartialSuccess", "Failure", "Fault")

@@ -28,9 +28,20 @@ def soap_services(node: Node) -> list[SoapService]:
     from xds_registry.service import OPERATIONS as REGISTRY
     from xds_repository.service import OPERATIONS as REPOSITORY
     from pix_pdq.v3_service import PDQ_OPERATIONS, PIX_OPERATIONS
+    from hie import gateway
+    from hie.transactions import ITI_18, ITI_38, ITI_39, ITI_43
+    from xds_registry import query_find as F
+    patient_queries = (F.FIND_DOCUMENTS, F.FIND_DOCUMENTS_BY_REFERENCE_ID,
+                       F.FIND_SUBMISSION_SETS, F.FIND_FOLDERS, F.GET_ALL)
     services = [
         SoapService(node, "/xds/registry", "DocumentRegistry", REGISTRY),
         SoapService(node, "/xds/repository", "DocumentRepository", REPOSITORY),
+        # the XCA Responding Gateway of this community over the registry and repository
+        SoapService(node, "/xca/query", "RespondingGateway_Query", {
+            ITI_38.action: (ITI_38, gateway.query(REGISTRY[ITI_18.action][1],
+                                                  patient_queries))}),
+        SoapService(node, "/xca/retrieve", "RespondingGateway_Retrieve", {
+            ITI_39.action: (ITI_39, gateway.retrieve(REPOSITORY[ITI_43.action][1]))}),
     ]
     if PIX_OPERATIONS:
         services.append(SoapService(node, "/pix", "PIXManager", PIX_OPERATIONS, soap11=True))

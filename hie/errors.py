@@ -97,6 +97,7 @@ class XDS:
     DocumentUniqueIdError = "XDSDocumentUniqueIdError"
     UnknownRepositoryId = "XDSUnknownRepositoryId"
     UnknownCommunity = "XDSUnknownCommunity"
+    MissingHomeCommunityId = "XDSMissingHomeCommunityId"
     UnknownStoredQuery = "XDSUnknownStoredQuery"
     StoredQueryParamNumber = "XDSStoredQueryParamNumber"
     StoredQueryMissingParam = "XDSStoredQueryMissingParam"

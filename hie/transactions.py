@@ -50,6 +50,15 @@ ITI_43 = Transaction("ITI-43", "Retrieve Document Set", "Document Repository",
                      "urn:ihe:iti:2007:RetrieveDocumentSet",
                      "urn:ihe:iti:2007:RetrieveDocumentSetResponse",
                      audit_event="110106^DCM^Export")
+# XCA, this node's Responding Gateway (ITI TF-2b 3.38.5.1 / 3.39.5.1)
+ITI_38 = Transaction("ITI-38", "Cross Gateway Query", "Responding Gateway",
+                     "urn:ihe:iti:2007:CrossGatewayQuery",
+                     "urn:ihe:iti:2007:CrossGatewayQueryResponse",
+                     audit_event="110112^DCM^Query", inline=True)
+ITI_39 = Transaction("ITI-39", "Cross Gateway Retrieve", "Responding Gateway",
+                     "urn:ihe:iti:2007:CrossGatewayRetrieve",
+                     "urn:ihe:iti:2007:CrossGatewayRetrieveResponse",
+                     audit_event="110106^DCM^Export")
 ITI_8 = Transaction("ITI-8", "Patient Identity Feed", "Document Registry",
                     message_type="ADT", audit_event="110110^DCM^Patient Record")
 
@@ -90,5 +99,6 @@ ITI_104 = Transaction("ITI-104", "Patient Identity Feed FHIR",
                       "Patient Identifier Cross-reference Manager",
                       audit_event="110110^DCM^Patient Record")
 
-ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_8, ITI_9,
-                         ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78, ITI_83, ITI_104)}
+ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_38, ITI_39,
+                         ITI_8, ITI_9, ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78,
+                         ITI_83, ITI_104)}

@@ -22,7 +22,7 @@ def kit():
 
 def test_the_suites_collections_hold_the_kits_tests(kit):
     sizes = {name: len(tests) for actor in SUITES for name, tests in kit.suite(actor).items()}
-    assert sizes == {"reg": 37, "reg_mu": 25, "reg_rm": 9, "rep": 13}
+    assert sizes == {"reg": 37, "reg_mu": 25, "reg_rm": 9, "rep": 13, "rg": 1}
     assert kit.tests["11990"].title == "Register single DocumentEntry"
     assert kit.tests["11990"].sections == ["submit", "eval"]
     assert kit.actor_collection_title("reg") == "Document Registry"
@@ -42,10 +42,11 @@ def test_every_plan_of_the_suites_is_read_completely(kit):
                     for step in plan.steps:
                         assert step.expected_status in testplan.STATUSES
                         seen[step.transaction.element] = seen.get(step.transaction.element, 0) + 1
-    # every transaction the four collections use
+    # every transaction the five collections use
     assert set(seen) == {"RegisterTransaction", "ProvideAndRegisterTransaction",
                          "StoredQueryTransaction", "RetrieveTransaction", "MuTransaction",
-                         "RemoveMetadataTransaction", "NullTransaction", "NewPatientId"}
+                         "RemoveMetadataTransaction", "NullTransaction", "NewPatientId",
+                         "XCQTransaction"}
     # the patient identity feed they use comes from test 15817 (UseReport test="15817")
     pif = kit.tests["15817"].plan("pif").steps[0].transaction
     assert pif.transaction == "ITI-8" and "NoMetadata" in pif.flags
@@ -153,7 +154,7 @@ def test_conformance_list_shows_the_data_suites():
     out = _hie("list")
     assert out.returncode == 0, out.stderr
     suites = [ln.split(":")[0] for ln in out.stdout.splitlines() if ln.startswith("suite ")]
-    assert suites == ["suite pdq", "suite pix", "suite reg", "suite rep"]
+    assert suites == ["suite pdq", "suite pix", "suite reg", "suite rep", "suite rg"]
     pix = _hie("list", "--actor", "pix").stdout.splitlines()
     i = next(n for n, ln in enumerate(pix) if ln.split()[:1] == ["PIX-ITI9-02"])
     assert "NF" in pix[i] and pix[i + 1].split()[-2:] == ["feed", "query"]
