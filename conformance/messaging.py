@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from uuid import uuid4
-from typing import Callable
+from typing import Any, Callable
 
 from conformance import expect, hl7feed, soap_client, xmlin
 from conformance.checks import Verdict
@@ -28,7 +28,31 @@ from conformance.suite import Step, Suite, SuiteError, SuiteTest, Values
 ACK_TIMEOUT = 30.0
 
 
-class Listener:
+class _Inbox:
+    """What a listener received, for the steps that wait for it."""
+
+    messages: queue.Queue
+    kept: list
+
+    def wait(self, accept: Callable[[Any], bool], seconds: float) -> Any | None:
+        """The first message (kept earlier or arriving within ``seconds``) ``accept`` takes;
+        those it does not take are kept for later steps."""
+        for i, m in enumerate(self.kept):
+            if accept(m):
+                return self.kept.pop(i)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                m = self.messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if accept(m):
+                return m
+            self.kept.append(m)
+        return None
+
+
+class Listener(_Inbox):
     """An MLLP receiver (a PIX Consumer for ITI-10): keeps each message, answers ACK AA."""
 
     def __init__(self, host: str, port: int):
@@ -61,28 +85,12 @@ class Listener:
         self.thread.start()
         self.kept: list[str] = []
 
-    def wait(self, accept: Callable[[str], bool], seconds: float) -> str | None:
-        """The first message (kept earlier or arriving within ``seconds``) ``accept`` takes."""
-        for i, m in enumerate(self.kept):
-            if accept(m):
-                return self.kept.pop(i)
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                m = self.messages.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if accept(m):
-                return m
-            self.kept.append(m)
-        return None
-
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-class HttpListener:
+class HttpListener(_Inbox):
     """A SOAP 1.2 receiver (an HL7 v3 PIX Consumer for ITI-46): keeps each envelope, answers
     MCCI_IN000002UV01 ``AA`` naming the message received (ITI TF-2b 3.46.4.2)."""
 
@@ -110,21 +118,6 @@ class HttpListener:
         self.address = self.server.server_address
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.kept: list[bytes] = []
-
-    def wait(self, accept: Callable[[bytes], bool], seconds: float) -> bytes | None:
-        for i, m in enumerate(self.kept):
-            if accept(m):
-                return self.kept.pop(i)
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                m = self.messages.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if accept(m):
-                return m
-            self.kept.append(m)
-        return None
 
     def close(self) -> None:
         self.server.shutdown()
