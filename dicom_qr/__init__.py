@@ -1,0 +1,12 @@
+"""The imaging node: DICOM SCP (C-ECHO, C-STORE, C-FIND), its index and storage — DICOM PS3.4,
+PS3.5 (character sets), PS3.7 / PS3.8 (messages, network), on pydicom and pynetdicom.
+
+Importing the package corrects one thing of pydicom 3.0's character-set handling: it lists the
+Python codec of ISO 2022 IR 58 (GB 2312) among those that handle their ISO 2022 escape
+sequences themselves, but Python's ``iso_ir_58`` is plain EUC-CN, so ``ESC $ ) A`` stayed in
+decoded text and was never written before GB 2312 bytes.  Taken off that list, pydicom strips
+and writes the escape sequence itself, as PS3.5 Annex K (K.2, the Chinese examples) has it.
+"""
+from pydicom import charset as _charset
+
+_charset.handled_encodings = tuple(e for e in _charset.handled_encodings if e != "iso_ir_58")

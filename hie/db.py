@@ -163,6 +163,7 @@ class Database:
 def all_tables_imported() -> sa.MetaData:
     """Import every actor's ``tables`` module so :data:`metadata` knows all tables."""
     import importlib
-    for mod in ("hie.tables", "xds_registry.tables", "xds_repository.tables", "pix_pdq.tables"):
+    for mod in ("hie.tables", "xds_registry.tables", "xds_repository.tables", "pix_pdq.tables",
+                "dicom_qr.tables"):
         importlib.import_module(mod)
     return metadata

@@ -55,6 +55,7 @@ class NodeServer:
         self._stopping = asyncio.Event()
         self.http: uvicorn.Server | None = None
         self.mllp = None
+        self.dicom = None
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -84,6 +85,10 @@ class NodeServer:
         node.listeners["http"] = announce("http", http_sock)
         self.mllp = await start_mllp(node, s.mllp_bind, s.mllp_port, sock=self.mllp_sock)
         node.listeners["mllp"] = announce("mllp", self.mllp.address)
+        from dicom_qr.scp import DicomListener      # one DICOM listener, in this process
+        self.dicom = DicomListener(node)
+        node.listeners["dicom"] = announce("dicom", await loop.run_in_executor(
+            None, self.dicom.start, s.mllp_bind, s.dicom_port))
         node.start()
         log.info("HIE node ready: home community %s, repository %s, affinity domain %s",
                  s.home_community_id, s.repository_unique_id, s.affinity_domain)
@@ -92,6 +97,7 @@ class NodeServer:
         self.request_stop()
         _signal_workers(self.workers, signal.SIGTERM)
         await self.mllp.stop()
+        await loop.run_in_executor(None, self.dicom.stop)
         await http_task
         await asyncio.get_running_loop().run_in_executor(None, _reap, self.workers)
         stop_task.cancel()

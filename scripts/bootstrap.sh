@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+[ -x /usr/bin/storescu ] || need_apt+=(dcmtk)   # the DICOM peer of the imaging tests
 
 deps() {
   if ((${#need_apt[@]})); then

@@ -43,11 +43,11 @@ def live_node(settings: Settings, node: Node | None = None):
     thread.start()
     deadline = time.time() + 30
     n = server.node
-    while not ({"http", "mllp"} <= set(n.listeners)) and time.time() < deadline:
+    while not ({"http", "mllp", "dicom"} <= set(n.listeners)) and time.time() < deadline:
         if failure:
             raise failure[0]
         time.sleep(0.02)
-    if not ({"http", "mllp"} <= set(n.listeners)):
+    if not ({"http", "mllp", "dicom"} <= set(n.listeners)):
         raise RuntimeError(f"node did not start: {failure}")
     host, port = n.listeners["http"]
     try:

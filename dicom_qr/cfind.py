@@ -1,0 +1,284 @@
+"""C-FIND SCP query engine: Patient Root and Study Root Query/Retrieve Information Models,
+PATIENT / STUDY / SERIES / IMAGE levels (DICOM PS3.4 C.4.1, C.6.1, C.6.2), over the imaging
+index (dicom_qr.tables).
+
+A request identifier (:class:`Query`) says the level (QueryRetrieveLevel) and, per attribute,
+either a matching key (a value) or a return key (empty).  Matching (PS3.4 C.2.2.2):
+
+- single value matching: the value exactly (PN and the alphabetic name group case-insensitive);
+- wildcard matching: ``*`` any run, ``?`` one character (not for dates, times or UIDs);
+- list of UID matching: ``uid1\\uid2\\…``;
+- range matching of DA / TM: ``a-b``, ``a-``, ``-b``;
+- universal matching: an empty value (a return key) matches everything.
+
+Person names match through the forms of :mod:`dicom_qr.attrs` — ``张*`` over the folded
+Chinese form finds 张三 (and 張三) and never 章三; ``ZHANG*`` over the alphabetic group.
+Queries are relational (C.4.1.2.2): keys of any level above the requested one may be given,
+so an IMAGE level query with only the StudyInstanceUID lists the study's instances.
+
+Each answer carries the requested return keys the index holds (others come back empty,
+C.4.1.1.3.2), ``QueryRetrieveLevel``, ``RetrieveAETitle``, ``SpecificCharacterSet``
+(:func:`dicom_qr.attrs.answer_charset`), ``ModalitiesInStudy`` and the ``NumberOf…Related…``
+counts when asked.  :class:`QueryError` is an identifier the SCP cannot process (status
+0xA900 Identifier does not match SOP Class, or 0xC000).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from pydicom.dataset import Dataset
+from sqlalchemy.engine import Connection
+
+from dicom_qr.attrs import answer_charset, name_forms
+from dicom_qr.tables import dicom_instance as I, dicom_patient as P, dicom_series as SE
+from dicom_qr.tables import dicom_study as ST
+from pix_pdq.names import normalize
+
+PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+# keyword -> (level, column, kind); kind: text, pn, uid, date, time
+KEYS: dict[str, tuple[str, Any, str]] = {
+    "PatientID": ("PATIENT", P.c.patient_id, "text"),
+    "IssuerOfPatientID": ("PATIENT", P.c.issuer, "text"),
+    "PatientName": ("PATIENT", P.c.patient_name, "pn"),
+    "PatientBirthDate": ("PATIENT", P.c.birth_date, "date"),
+    "PatientSex": ("PATIENT", P.c.sex, "text"),
+    "StudyInstanceUID": ("STUDY", ST.c.study_uid, "uid"),
+    "StudyDate": ("STUDY", ST.c.study_date, "date"),
+    "StudyTime": ("STUDY", ST.c.study_time, "time"),
+    "AccessionNumber": ("STUDY", ST.c.accession, "text"),
+    "StudyID": ("STUDY", ST.c.study_id, "text"),
+    "StudyDescription": ("STUDY", ST.c.description, "text"),
+    "ReferringPhysicianName": ("STUDY", ST.c.referring, "text"),
+    "SeriesInstanceUID": ("SERIES", SE.c.series_uid, "uid"),
+    "Modality": ("SERIES", SE.c.modality, "text"),
+    "SeriesNumber": ("SERIES", SE.c.series_number, "text"),
+    "SeriesDescription": ("SERIES", SE.c.description, "text"),
+    "BodyPartExamined": ("SERIES", SE.c.body_part, "text"),
+    "SOPInstanceUID": ("IMAGE", I.c.sop_uid, "uid"),
+    "SOPClassUID": ("IMAGE", I.c.sop_class, "uid"),
+    "InstanceNumber": ("IMAGE", I.c.instance_number, "text"),
+}
+COUNTS = {"NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
+          "NumberOfPatientRelatedInstances", "NumberOfStudyRelatedSeries",
+          "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
+_IGNORED = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle",
+            "TimezoneOffsetFromUTC", "InstanceAvailability"}
+
+
+class QueryError(ValueError):
+    """An identifier the SCP cannot process; ``status`` is the C-FIND failure status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Query:
+    model: str                          # PATIENT_ROOT or STUDY_ROOT
+    level: str
+    matching: dict[str, str] = field(default_factory=dict)    # keyword -> value
+    returned: list[str] = field(default_factory=list)         # every keyword asked for
+    charset: list[str] = field(default_factory=list)          # the request's
+    modalities: str | None = None       # ModalitiesInStudy: None not asked, "" return key
+
+
+def _value(elem) -> str:
+    v = elem.value
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+        return "\\".join(str(x) for x in v)
+    return str(v).strip()
+
+
+def parse(identifier: Dataset, model: str) -> Query:
+    """The :class:`Query` of a C-FIND request identifier; raises :class:`QueryError`."""
+    level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+    if level not in LEVELS:
+        raise QueryError(0xA900, f"QueryRetrieveLevel {level!r} is not one of {LEVELS}")
+    if model == PATIENT_ROOT and level == "PATIENT" and identifier.get("StudyInstanceUID"):
+        raise QueryError(0xA900, "a PATIENT level query has no study keys")
+    cs = identifier.get("SpecificCharacterSet", [])
+    q = Query(model, level, charset=[cs] if isinstance(cs, str) else list(cs))
+    for elem in identifier:
+        kw = elem.keyword
+        if not kw or kw in _IGNORED:
+            continue
+        if elem.VR == "SQ":
+            q.returned.append(kw)        # sequences are not matched (C.2.2.2.6 is optional)
+            continue
+        q.returned.append(kw)
+        if kw == "ModalitiesInStudy":
+            q.modalities = _value(elem)
+            continue
+        value = _value(elem)
+        if value and kw in KEYS:
+            q.matching[kw] = value
+    return q
+
+
+def _like(value: str) -> str:
+    out = []
+    for c in value:
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _wild(value: str) -> bool:
+    return "*" in value or "?" in value
+
+
+def _range(col, value: str):
+    if "-" not in value:
+        return col == value
+    lo, _, hi = value.partition("-")
+    conds = []
+    if lo:
+        conds.append(col >= lo)
+    if hi:
+        conds.append(col <= hi + ("\uffff" if len(hi) < 8 else ""))
+    return sa.and_(*conds) if conds else sa.true()
+
+
+def _pn(value: str):
+    folded_q, alpha_q = name_forms(value)
+    if folded_q or any("\u3400" <= c <= "\u9fff" for c in value):
+        text = value.split("=")[1] if "=" in value and value.split("=")[1] else value
+        pattern = "".join(c if c in "*?" else normalize(c) for c in text.replace("^", ""))
+        return (P.c.name_norm.like(_like(pattern), escape="\\") if _wild(pattern)
+                else P.c.name_norm == pattern)
+    alpha = value.split("=")[0].upper().rstrip("^")
+    return (P.c.name_alpha.like(_like(alpha), escape="\\") if _wild(alpha)
+            else P.c.name_alpha == alpha)
+
+
+def condition(keyword: str, value: str):
+    level, col, kind = KEYS[keyword]
+    if kind == "pn":
+        return _pn(value)
+    if kind == "uid":
+        uids = [u.strip() for u in value.split("\\") if u.strip()]
+        return col.in_(uids) if len(uids) > 1 else col == uids[0]
+    if kind in ("date", "time"):
+        return _range(col, value)
+    if "\\" in value:                  # a list of values (C.2.2.2.1 for CS / SH…)
+        return col.in_(value.split("\\"))
+    return col.like(_like(value), escape="\\") if _wild(value) else col == value
+
+
+_ORDER = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
+
+
+def statement(q: Query):
+    """The SELECT of the rows of ``q.level`` that match."""
+    depth = _ORDER[q.level]
+    used = max([depth] + [_ORDER[KEYS[k][0]] for k in q.matching]
+               + ([1] if q.modalities else []))
+    src = P
+    if used >= 1:
+        src = src.join(ST, ST.c.patient_pk == P.c.id)
+    if used >= 2:
+        src = src.join(SE, SE.c.study_pk == ST.c.id)
+    if used >= 3:
+        src = src.join(I, I.c.series_pk == SE.c.id)
+    cols = [P]
+    cols += [ST] if depth >= 1 else []
+    cols += [SE] if depth >= 2 else []
+    cols += [I] if depth >= 3 else []
+    conds = [condition(k, v) for k, v in q.matching.items()]
+    if q.modalities:
+        mods = [m for m in q.modalities.split("\\") if m]
+        conds.append(ST.c.id.in_(sa.select(SE.c.study_pk).where(
+            sa.or_(*[SE.c.modality.like(_like(m), escape="\\") if _wild(m)
+                     else SE.c.modality == m for m in mods]))))
+    key = {0: P.c.id, 1: ST.c.id, 2: SE.c.id, 3: I.c.id}[depth]
+    inner = sa.select(key).select_from(src).where(*conds).distinct()
+    table = {0: P, 1: ST, 2: SE, 3: I}[depth]
+    joined = {0: P, 1: ST.join(P, P.c.id == ST.c.patient_pk),
+              2: SE.join(ST, ST.c.id == SE.c.study_pk).join(P, P.c.id == ST.c.patient_pk),
+              3: I.join(SE, SE.c.id == I.c.series_pk).join(ST, ST.c.id == SE.c.study_pk)
+              .join(P, P.c.id == ST.c.patient_pk)}[depth]
+    labels = [c.label(f"{t.name}__{c.name}") for t in cols for c in t.c]
+    return (sa.select(*labels).select_from(joined).where(table.c.id.in_(inner))
+            .order_by(table.c.id))
+
+
+def _counts(conn: Connection, level: str, row_id: int, wanted: set[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if level == "PATIENT":
+        studies = sa.select(ST.c.id).where(ST.c.patient_pk == row_id)
+        series = sa.select(SE.c.id).where(SE.c.study_pk.in_(studies))
+        q = {"NumberOfPatientRelatedStudies": sa.select(sa.func.count()).select_from(ST)
+             .where(ST.c.patient_pk == row_id),
+             "NumberOfPatientRelatedSeries": sa.select(sa.func.count()).select_from(SE)
+             .where(SE.c.study_pk.in_(studies)),
+             "NumberOfPatientRelatedInstances": sa.select(sa.func.count()).select_from(I)
+             .where(I.c.series_pk.in_(series))}
+    elif level == "STUDY":
+        series = sa.select(SE.c.id).where(SE.c.study_pk == row_id)
+        q = {"NumberOfStudyRelatedSeries": sa.select(sa.func.count()).select_from(SE)
+             .where(SE.c.study_pk == row_id),
+             "NumberOfStudyRelatedInstances": sa.select(sa.func.count()).select_from(I)
+             .where(I.c.series_pk.in_(series))}
+    elif level == "SERIES":
+        q = {"NumberOfSeriesRelatedInstances": sa.select(sa.func.count()).select_from(I)
+             .where(I.c.series_pk == row_id)}
+    else:
+        q = {}
+    for name, stmt in q.items():
+        if name in wanted:
+            out[name] = conn.execute(stmt).scalar_one()
+    return out
+
+
+_ATTR = {kw: (f"{KEYS[kw][1].table.name}__{KEYS[kw][1].name}") for kw in KEYS}
+
+
+def answers(conn: Connection, q: Query, ae_title: str) -> Iterator[Dataset]:
+    """The identifiers answering ``q``, one per matching row of its level."""
+    wanted = set(q.returned)
+    for row in conn.execute(statement(q)).mappings():
+        ds = Dataset()
+        texts: list[str] = []
+        ds.QueryRetrieveLevel = q.level
+        for kw in q.returned:
+            if kw in _ATTR and _ATTR[kw] in row:
+                value = row[_ATTR[kw]] or ""
+                setattr(ds, kw, value)
+                texts.append(str(value))
+            elif kw in COUNTS:
+                continue
+            elif kw == "ModalitiesInStudy":
+                continue
+            else:
+                setattr(ds, kw, None)                  # asked, not held: zero length
+        level_id = row[{"PATIENT": "dicom_patient__id", "STUDY": "dicom_study__id",
+                        "SERIES": "dicom_series__id", "IMAGE": "dicom_instance__id"}[q.level]]
+        for name, n in _counts(conn, q.level, level_id, wanted).items():
+            setattr(ds, name, str(n))
+        if q.modalities is not None and "dicom_study__id" in row:
+            mods = conn.execute(sa.select(SE.c.modality).where(
+                SE.c.study_pk == row["dicom_study__id"]).distinct()).scalars().all()
+            ds.ModalitiesInStudy = sorted(m for m in mods if m)
+        ds.RetrieveAETitle = ae_title
+        charset = answer_charset(q.charset, texts)
+        if charset:
+            ds.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
+        yield ds
+
+
+__all__ = ["PATIENT_ROOT", "STUDY_ROOT", "LEVELS", "KEYS", "QueryError", "Query", "parse",
+           "condition", "statement", "answers"]

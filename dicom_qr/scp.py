@@ -1,0 +1,133 @@
+"""The node's DICOM listener (CONTRACT.md: HIE_DICOM_PORT, AE title HIE_DICOM_AE_TITLE) on
+pynetdicom: the transport of the imaging transactions — it decodes, calls the handler, encodes.
+
+Services (DICOM PS3.4):
+
+- Verification (C-ECHO, Annex A);
+- Storage (C-STORE, Annex B) for every storage SOP class pynetdicom knows, accepting every
+  transfer syntax it knows (implicit / explicit little endian, deflate, big endian, JPEG
+  baseline / extended / lossless, JPEG-LS, JPEG 2000, RLE, …): the instance is kept
+  **byte for byte as received** — the File Meta Information (PS3.10 7.1) before the data set
+  exactly as it came over the association — in the node's blob store, and indexed
+  (:mod:`dicom_qr.store`).  Status 0x0000; 0xC000 "cannot understand" for a data set without
+  its UIDs or that cannot be decoded; 0xA700 "out of resources" when it cannot be stored.
+- Query (C-FIND, Annex C) in the Patient Root and Study Root information models
+  (:mod:`dicom_qr.cfind`): a pending 0xFF00 per match, 0x0000 at the end, 0xFE00 when the
+  requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
+
+An association that breaks off, a malformed PDU or an oversized one is pynetdicom's to abort
+(A-ABORT); the listener goes on.  Every C-STORE and C-FIND is audited like the node's other
+transactions (DICOM PS3.15 A.5: 110104 DICOM Instances Transferred, 110112 Query).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
+                                  StudyRootQueryRetrieveInformationModelFind, Verification)
+
+from dicom_qr import attrs, cfind, store
+
+log = logging.getLogger("dicom_qr.scp")
+
+SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
+CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
+REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+
+
+def _requestor(event) -> str:
+    try:
+        return str(event.assoc.requestor.ae_title).strip()
+    except AttributeError:
+        return ""
+
+
+def handle_store(event, node: Any) -> int:
+    """C-STORE: keep the bytes as received, index them; the status."""
+    try:
+        ds = event.dataset
+        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
+        if missing:
+            log.warning("C-STORE from %s refused: no %s", _requestor(event), ", ".join(missing))
+            return CANNOT_UNDERSTAND
+        levels = attrs.index_values(ds)
+    except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
+        log.warning("C-STORE from %s refused: cannot decode the data set: %s",
+                    _requestor(event), exc)
+        return CANNOT_UNDERSTAND
+    try:
+        info = node.blobs.put(event.encoded_dataset(include_meta=True))
+        store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
+                     blob_key=info.key, size=info.size, source_ae=_requestor(event))
+    except Exception:  # noqa: BLE001 - storage or database failure: out of resources
+        log.exception("C-STORE of %s could not be stored", levels["instance"]["sop_uid"])
+        return OUT_OF_RESOURCES
+    return SUCCESS
+
+
+def handle_find(event, node: Any):
+    """C-FIND: pending answers, then the final status (pynetdicom sends it)."""
+    model = str(event.request.AffectedSOPClassUID)
+    try:
+        query = cfind.parse(event.identifier, model)
+    except cfind.QueryError as exc:
+        log.info("C-FIND from %s refused: %s", _requestor(event), exc)
+        yield exc.status, None
+        return
+    except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot decode
+        log.info("C-FIND from %s: cannot decode the identifier: %s", _requestor(event), exc)
+        yield CANNOT_UNDERSTAND, None
+        return
+    try:
+        with node.db.read() as conn:
+            found = list(cfind.answers(conn, query, node.settings.dicom_ae_title))
+    except Exception:  # noqa: BLE001 - the index cannot be read
+        log.exception("C-FIND failed")
+        yield CANNOT_UNDERSTAND, None
+        return
+    for identifier in found:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        yield PENDING, identifier
+
+
+def application_entity(node: Any) -> AE:
+    ae = AE(ae_title=node.settings.dicom_ae_title)
+    ae.maximum_pdu_size = 0                 # take what the requester proposes (PS3.8 D.3.3.1)
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    for model in (PatientRootQueryRetrieveInformationModelFind,
+                  StudyRootQueryRetrieveInformationModelFind):
+        ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+class DicomListener:
+    """The running listener: :meth:`start` binds, :attr:`address`, :meth:`stop`."""
+
+    def __init__(self, node: Any):
+        self.node = node
+        self.server = None
+
+    def start(self, host: str, port: int) -> tuple[str, int]:
+        ae = application_entity(self.node)
+        handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
+                    (evt.EVT_C_FIND, handle_find, [self.node])]
+        self.server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.server_address[:2]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+
+__all__ = ["DicomListener", "application_entity", "handle_store", "handle_find"]

@@ -1,0 +1,246 @@
+"""The node's DICOM listener with DCMTK from Debian as the peer (echoscu, storescu, findscu —
+by absolute path: pynetdicom installs console scripts of the same names), on SQLite and
+PostgreSQL: C-ECHO; C-STORE keeping the bytes as received and indexing them; C-FIND in the
+Patient and Study Root models at every level with the matching rules, Chinese names in
+UTF-8 / GB18030 / ISO 2022 IR 58 (``张*`` finds 张 and 張, never 章), answers in the query's
+character set or in ISO_IR 192; bad input (no UIDs, no QueryRetrieveLevel) gets a DICOM
+failure status from a pynetdicom SCU and nothing is indexed."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+import sqlalchemy as sa
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from dicom_qr.tables import dicom_instance, dicom_patient, dicom_study
+from tests.live import live_node
+
+DCMTK = Path("/usr/bin")
+SC = "1.2.840.10008.5.1.4.1.1.7"          # Secondary Capture Image Storage
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@pytest.fixture
+def live(node):
+    with live_node(node.settings, node) as ln:
+        yield ln
+
+
+def instance(folder: Path, name: str, *, patient_id: str, patient_name: str, charset: str,
+             study: str, series: str, modality: str = "CT", study_date: str = "20261202",
+             sop_class: str = CT, implicit: bool = False, number: int = 1,
+             accession: str = "") -> Path:
+    """A small image instance written as a DICOM file (PS3.10)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.PatientName = patient_id, patient_name
+    ds.IssuerOfPatientID = "BJXH"
+    ds.PatientBirthDate, ds.PatientSex = "19800101", "M"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber = study_date, "093000", accession
+    ds.StudyDescription = "胸部CT平扫"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, number
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = bytes(range(64))
+    path = folder / name
+    ds.save_as(path, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    return path
+
+
+def run(tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DCMTK / tool), *args], capture_output=True, timeout=60, cwd=cwd)
+
+
+def find(live, folder: Path, *keys: str, model: str = "-S") -> list[Dataset]:
+    """findscu with ``keys`` (``-k`` each); the answers it extracted, in order."""
+    out = folder / f"q{len(list(folder.glob('q*')))}"
+    out.mkdir()
+    host, port = live.node.listeners["dicom"]
+    args = [model, "-aec", live.settings.dicom_ae_title, "-X", "-od", str(out)]
+    for k in keys:
+        args += ["-k", k]
+    done = run("findscu", *args, host, str(port))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+@pytest.fixture
+def stored(live, tmp_path):
+    """Four patients' studies sent with storescu, in three character sets (the traditional
+    張小紅 in UTF-8: GB 2312, ISO 2022 IR 58's set, has no traditional characters)."""
+    files = tmp_path / "files"
+    files.mkdir()
+    s1, s2, s3, s4 = (generate_uid() for _ in range(4))
+    paths = [
+        instance(files, "a1.dcm", patient_id="P001", patient_name="Zhang^San=张^三",
+                 charset="ISO_IR 192", study=s1, series=generate_uid(), accession="A1"),
+        instance(files, "a2.dcm", patient_id="P001", patient_name="Zhang^San=张^三",
+                 charset="ISO_IR 192", study=s1, series=generate_uid(), modality="SR",
+                 sop_class=SC, number=2, implicit=True),
+        instance(files, "b1.dcm", patient_id="P002", patient_name="章^三", charset="GB18030",
+                 study=s2, series=generate_uid(), study_date="20250315"),
+        instance(files, "c1.dcm", patient_id="P003", patient_name="Zhang^Xiaohong=张^小红",
+                 charset="\\ISO 2022 IR 58", study=s3, series=generate_uid(), modality="MR",
+                 study_date="20261120"),
+        instance(files, "d1.dcm", patient_id="P004", patient_name="張^小紅",
+                 charset="ISO_IR 192", study=s4, series=generate_uid(), modality="DX",
+                 study_date="20240601"),
+    ]
+    host, port = live.node.listeners["dicom"]
+    done = run("storescu", "-aec", live.settings.dicom_ae_title, host, str(port),
+               *map(str, paths))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return {"paths": paths, "studies": (s1, s2, s3, s4), "tmp": tmp_path}
+
+
+def test_echo(live):
+    host, port = live.node.listeners["dicom"]
+    done = run("echoscu", "-aec", live.settings.dicom_ae_title, host, str(port))
+    assert done.returncode == 0, done.stderr
+
+
+def test_store_keeps_the_bytes_as_received_and_indexes_them(live, stored):
+    db, blobs = live.node.db, live.node.blobs
+    with db.read() as c:
+        rows = c.execute(sa.select(dicom_instance)).mappings().all()
+        names = dict(c.execute(sa.select(dicom_patient.c.patient_id,
+                                         dicom_patient.c.patient_name)).all())
+    assert len(rows) == 5
+    assert names == {"P001": "Zhang^San=张^三", "P002": "章^三",
+                     "P003": "Zhang^Xiaohong=张^小红", "P004": "張^小紅"}
+    for path in stored["paths"]:
+        sent = pydicom.dcmread(path)
+        [row] = [r for r in rows if r["sop_uid"] == sent.SOPInstanceUID]
+        data = blobs.open(row["blob_key"]).read()
+        kept = pydicom.dcmread(blobs.path(row["blob_key"]))
+        assert row["transfer_syntax"] == str(sent.file_meta.TransferSyntaxUID)
+        # the data set bytes after the file meta are the file's own, byte for byte
+        original = path.read_bytes()
+        assert data[-(len(original) - _meta_end(original)):] == original[_meta_end(original):]
+        assert kept.SOPInstanceUID == sent.SOPInstanceUID and row["size"] == len(data)
+        assert row["source_ae"] == "STORESCU"
+
+
+def _meta_end(data: bytes) -> int:
+    """Offset of the data set in a PS3.10 file (after the group 0002 elements)."""
+    import struct
+    length = struct.unpack("<I", data[140:144])[0]       # (0002,0000) group length value
+    return 144 + length
+
+
+def test_find_study_level_chinese_wildcard_and_return_keys(live, stored):
+    s1, s2, s3, s4 = stored["studies"]
+    answers = find(live, stored["tmp"], "QueryRetrieveLevel=STUDY",
+                   "SpecificCharacterSet=ISO_IR 192", "PatientName=张*", "StudyInstanceUID",
+                   "PatientID", "ModalitiesInStudy", "NumberOfStudyRelatedInstances",
+                   "NumberOfStudyRelatedSeries", "StudyDescription", "AccessionNumber")
+    by_study = {a.StudyInstanceUID: a for a in answers}
+    assert set(by_study) == {s1, s3, s4}                  # 张 and 張, never 章
+    a1 = by_study[s1]
+    assert a1.SpecificCharacterSet == "ISO_IR 192" and str(a1.PatientName) == "Zhang^San=张^三"
+    assert a1.PatientID == "P001" and a1.AccessionNumber == "A1"
+    assert sorted(a1.ModalitiesInStudy) == ["CT", "SR"]
+    assert (a1.NumberOfStudyRelatedInstances, a1.NumberOfStudyRelatedSeries) == (2, 2)
+    assert a1.StudyDescription == "胸部CT平扫" and a1.RetrieveAETitle == live.settings.dicom_ae_title
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("StudyDate=20260101-20261231", {0, 2}),
+    ("StudyDate=-20251231", {1, 3}),
+    ("StudyDate=20261120", {2}),
+    ("ModalitiesInStudy=MR", {2}),
+    ("ModalitiesInStudy=S*", {0}),
+    ("ModalitiesInStudy=MR\\DX", {2, 3}),
+    ("PatientName=章三", {1}),
+    ("PatientName=张小红", {2, 3}),                       # 張小紅 folded
+    ("PatientName=ZHANG*", {0, 2}),
+    ("PatientName=*", {0, 1, 2, 3}),
+    ("PatientID=P00?", {0, 1, 2, 3}),
+    ("AccessionNumber=A1", {0}),
+])
+def test_find_matching_rules(live, stored, key, expected):
+    studies = stored["studies"]
+    answers = find(live, stored["tmp"], "QueryRetrieveLevel=STUDY",
+                   "SpecificCharacterSet=ISO_IR 192", "StudyInstanceUID", key)
+    assert {studies.index(a.StudyInstanceUID) for a in answers} == expected
+
+
+def test_find_uid_list_and_image_level_with_only_the_study(live, stored):
+    s1, s2, s3, s4 = stored["studies"]
+    answers = find(live, stored["tmp"], "QueryRetrieveLevel=STUDY",
+                   f"StudyInstanceUID={s1}\\{s2}")
+    assert {a.StudyInstanceUID for a in answers} == {s1, s2}
+    images = find(live, stored["tmp"], "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={s1}",
+                  "SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+    assert sorted(str(a.InstanceNumber) for a in images) == ["1", "2"]
+    assert {a.SOPClassUID for a in images} == {CT, SC}
+
+
+def test_find_patient_root_patient_level(live, stored):
+    answers = find(live, stored["tmp"], "QueryRetrieveLevel=PATIENT", "PatientID=P001",
+                   "PatientName", "NumberOfPatientRelatedStudies",
+                   "NumberOfPatientRelatedInstances", "PatientBirthDate", model="-P")
+    [a] = answers
+    assert (a.NumberOfPatientRelatedStudies, a.NumberOfPatientRelatedInstances) == (1, 2)
+    assert a.PatientBirthDate == "19800101"
+
+
+def test_find_answers_in_the_query_character_set_when_it_can(live, stored):
+    # GB18030 can write 章三: the answer stays in GB18030
+    [gb] = find(live, stored["tmp"], "QueryRetrieveLevel=PATIENT", "SpecificCharacterSet=GB18030",
+                "PatientID=P002", "PatientName", model="-P")
+    assert gb.SpecificCharacterSet == "GB18030" and str(gb.PatientName) == "章^三"
+    # the default repertoire cannot: ISO_IR 192, and the name is kept
+    [plain] = find(live, stored["tmp"], "QueryRetrieveLevel=PATIENT", "PatientID=P004",
+                   "PatientName", model="-P")
+    assert plain.SpecificCharacterSet == "ISO_IR 192" and str(plain.PatientName) == "張^小紅"
+    # ISO 2022 IR 58 (GB 2312) writes 张小红 but not 張小紅
+    [ir58] = find(live, stored["tmp"], "QueryRetrieveLevel=PATIENT",
+                  "SpecificCharacterSet=\\ISO 2022 IR 58", "PatientID=P003", "PatientName",
+                  model="-P")
+    assert list(ir58.SpecificCharacterSet) == ["", "ISO 2022 IR 58"]
+    assert str(ir58.PatientName) == "Zhang^Xiaohong=张^小红"
+
+
+def test_bad_input_gets_dicom_failure_statuses(live, tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+    host, port = live.node.listeners["dicom"]
+    ae = AE(ae_title="NEGATIVE")
+    ae.add_requested_context(CT)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(host, port, ae_title=live.settings.dicom_ae_title)
+    assert assoc.is_established
+    try:
+        bad = Dataset()
+        bad.file_meta = FileMetaDataset()
+        bad.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        bad.SOPClassUID, bad.SOPInstanceUID = CT, generate_uid()
+        bad.PatientID, bad.PatientName = "P404", "无^名"
+        bad.SpecificCharacterSet = "ISO_IR 192"
+        status = assoc.send_c_store(bad)                  # no Study / Series UID
+        assert status.Status == 0xC000
+        query = Dataset()
+        query.PatientName = "*"                           # no QueryRetrieveLevel
+        [(status, identifier)] = list(assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind))
+        assert status.Status == 0xA900 and identifier is None
+    finally:
+        assoc.release()
+    with live.node.db.read() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(dicom_study)).scalar() == 0
+    done = run("echoscu", "-aec", live.settings.dicom_ae_title, host, str(port))
+    assert done.returncode == 0                           # the listener goes on
