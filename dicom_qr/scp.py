@@ -22,6 +22,7 @@ transactions (DICOM PS3.15 A.5: 110104 DICOM Instances Transferred, 110112 Query
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -29,6 +30,8 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelFind, Verification)
 
 from dicom_qr import attrs, cfind, store
+from hie.context import SERIOUS_FAILURE, Context
+from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 
 log = logging.getLogger("dicom_qr.scp")
 
@@ -44,8 +47,26 @@ def _requestor(event) -> str:
         return ""
 
 
+def _context(node: Any, event, transaction) -> Context:
+    try:
+        address = str(event.assoc.requestor.address)
+    except AttributeError:
+        address = ""
+    return Context(node, transaction, remote_addr=address, principal=_requestor(event) or None)
+
+
 def handle_store(event, node: Any) -> int:
-    """C-STORE: keep the bytes as received, index them; the status."""
+    """C-STORE, audited (110104 DICOM Instances Transferred)."""
+    ctx, started = _context(node, event, DICOM_C_STORE), time.perf_counter()
+    status = _store(event, node, ctx)
+    if status != SUCCESS:
+        ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
+    ctx.finish(time.perf_counter() - started)
+    return status
+
+
+def _store(event, node: Any, ctx: Context) -> int:
+    """Keep the bytes as received, index them; the status."""
     try:
         ds = event.dataset
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
@@ -57,6 +78,9 @@ def handle_store(event, node: Any) -> int:
         log.warning("C-STORE from %s refused: cannot decode the data set: %s",
                     _requestor(event), exc)
         return CANNOT_UNDERSTAND
+    p = levels["patient"]
+    ctx.note(f"{p['patient_id']}^^^{p['issuer']}" if p["issuer"] else p["patient_id"],
+             [levels["instance"]["sop_uid"]])
     try:
         info = node.blobs.put(event.encoded_dataset(include_meta=True))
         store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
@@ -68,30 +92,43 @@ def handle_store(event, node: Any) -> int:
 
 
 def handle_find(event, node: Any):
-    """C-FIND: pending answers, then the final status (pynetdicom sends it)."""
+    """C-FIND: pending answers, then the final status (pynetdicom sends it); audited (110112
+    Query, with the patients asked for)."""
+    ctx, started = _context(node, event, DICOM_C_FIND), time.perf_counter()
+    try:
+        found, status = _find(event, node, ctx)
+        if status is not None:
+            ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
+            yield status, None
+            return
+        for identifier in found:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, identifier
+    finally:
+        ctx.finish(time.perf_counter() - started)
+
+
+def _find(event, node: Any, ctx: Context) -> tuple[list, int | None]:
+    """(the answers, None) or ([], a failure status)."""
     model = str(event.request.AffectedSOPClassUID)
     try:
         query = cfind.parse(event.identifier, model)
     except cfind.QueryError as exc:
         log.info("C-FIND from %s refused: %s", _requestor(event), exc)
-        yield exc.status, None
-        return
+        return [], exc.status
     except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot decode
         log.info("C-FIND from %s: cannot decode the identifier: %s", _requestor(event), exc)
-        yield CANNOT_UNDERSTAND, None
-        return
+        return [], CANNOT_UNDERSTAND
+    if "PatientID" in query.matching:
+        ctx.note(query.matching["PatientID"])
     try:
         with node.db.read() as conn:
-            found = list(cfind.answers(conn, query, node.settings.dicom_ae_title))
+            return list(cfind.answers(conn, query, node.settings.dicom_ae_title)), None
     except Exception:  # noqa: BLE001 - the index cannot be read
         log.exception("C-FIND failed")
-        yield CANNOT_UNDERSTAND, None
-        return
-    for identifier in found:
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, identifier
+        return [], CANNOT_UNDERSTAND
 
 
 def application_entity(node: Any) -> AE:

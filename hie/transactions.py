@@ -99,6 +99,12 @@ ITI_104 = Transaction("ITI-104", "Patient Identity Feed FHIR",
                       "Patient Identifier Cross-reference Manager",
                       audit_event="110110^DCM^Patient Record")
 
+# DICOM (PS3.4): the imaging node's services, audited as DICOM PS3.15 A.5 has them
+DICOM_C_STORE = Transaction("C-STORE", "Storage", "Storage SCP",
+                            audit_event="110104^DCM^DICOM Instances Transferred")
+DICOM_C_FIND = Transaction("C-FIND", "Query", "Query/Retrieve SCP",
+                           audit_event="110112^DCM^Query")
+
 ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_38, ITI_39,
                          ITI_8, ITI_9, ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78,
-                         ITI_83, ITI_104)}
+                         ITI_83, ITI_104, DICOM_C_STORE, DICOM_C_FIND)}

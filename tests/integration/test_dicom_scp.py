@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_study
+from hie.tables import audit_event as t_audit
 from tests.live import live_node
 
 DCMTK = Path("/usr/bin")
@@ -244,3 +245,21 @@ def test_bad_input_gets_dicom_failure_statuses(live, tmp_path):
         assert c.execute(sa.select(sa.func.count()).select_from(dicom_study)).scalar() == 0
     done = run("echoscu", "-aec", live.settings.dicom_ae_title, host, str(port))
     assert done.returncode == 0                           # the listener goes on
+    live.node.audit.sinks[0].flush()
+    with live.node.db.read() as c:
+        audited = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome).where(
+            t_audit.c.transaction.in_(["C-STORE", "C-FIND"]))).all()
+    assert sorted(tuple(a) for a in audited) == [("C-FIND", 8), ("C-STORE", 8)]
+
+
+def test_store_and_find_are_audited(live, stored):
+    find(live, stored["tmp"], "QueryRetrieveLevel=STUDY", "PatientID=P001", "StudyInstanceUID")
+    live.node.audit.sinks[0].flush()
+    with live.node.db.read() as c:
+        rows = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome,
+                                   t_audit.c.patient_id)).all()
+    stores = [r for r in rows if r.transaction == "C-STORE"]
+    assert len(stores) == 5 and all(r.outcome == 0 for r in stores)
+    assert {r.patient_id for r in stores} >= {"P001^^^BJXH"}
+    assert [(r.outcome, r.patient_id) for r in rows if r.transaction == "C-FIND"] == \
+        [(0, "P001")]
