@@ -14,10 +14,13 @@ Services (DICOM PS3.4):
 - Query (C-FIND, Annex C) in the Patient Root and Study Root information models
   (:mod:`dicom_qr.cfind`): a pending 0xFF00 per match, 0x0000 at the end, 0xFE00 when the
   requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
+- Retrieve (C-MOVE to a peer of HIE_DICOM_PEERS, C-GET over the requester's association;
+  Annex C, :mod:`dicom_qr.retrieve`) in both models.
 
 An association that breaks off, a malformed PDU or an oversized one is pynetdicom's to abort
-(A-ABORT); the listener goes on.  Every C-STORE and C-FIND is audited like the node's other
-transactions (DICOM PS3.15 A.5: 110104 DICOM Instances Transferred, 110112 Query).
+(A-ABORT); the listener goes on.  Every C-STORE, C-FIND, C-MOVE and C-GET is audited like the
+node's other transactions (DICOM PS3.15 A.5: 110104 DICOM Instances Transferred, 110112
+Query, 110106 Export).
 """
 from __future__ import annotations
 
@@ -27,9 +30,14 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
-                                  StudyRootQueryRetrieveInformationModelFind, Verification)
+                                  PatientRootQueryRetrieveInformationModelGet,
+                                  PatientRootQueryRetrieveInformationModelMove,
+                                  StudyRootQueryRetrieveInformationModelFind,
+                                  StudyRootQueryRetrieveInformationModelGet,
+                                  StudyRootQueryRetrieveInformationModelMove, Verification)
 
-from dicom_qr import attrs, cfind, store
+from dicom_qr import attrs, cfind, retrieve, store
+from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 
@@ -38,21 +46,6 @@ log = logging.getLogger("dicom_qr.scp")
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
 CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
 REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
-
-
-def _requestor(event) -> str:
-    try:
-        return str(event.assoc.requestor.ae_title).strip()
-    except AttributeError:
-        return ""
-
-
-def _context(node: Any, event, transaction) -> Context:
-    try:
-        address = str(event.assoc.requestor.address)
-    except AttributeError:
-        address = ""
-    return Context(node, transaction, remote_addr=address, principal=_requestor(event) or None)
 
 
 def handle_store(event, node: Any) -> int:
@@ -135,10 +128,15 @@ def application_entity(node: Any) -> AE:
     ae = AE(ae_title=node.settings.dicom_ae_title)
     ae.maximum_pdu_size = 0                 # take what the requester proposes (PS3.8 D.3.3.1)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    for cx in AllStoragePresentationContexts:   # C-STORE, and the SCP role of a C-GET
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES,
+                                 scu_role=True, scp_role=True)
     for model in (PatientRootQueryRetrieveInformationModelFind,
-                  StudyRootQueryRetrieveInformationModelFind):
+                  StudyRootQueryRetrieveInformationModelFind,
+                  PatientRootQueryRetrieveInformationModelMove,
+                  StudyRootQueryRetrieveInformationModelMove,
+                  PatientRootQueryRetrieveInformationModelGet,
+                  StudyRootQueryRetrieveInformationModelGet):
         ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
     return ae
 
@@ -153,7 +151,9 @@ class DicomListener:
     def start(self, host: str, port: int) -> tuple[str, int]:
         ae = application_entity(self.node)
         handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
-                    (evt.EVT_C_FIND, handle_find, [self.node])]
+                    (evt.EVT_C_FIND, handle_find, [self.node]),
+                    (evt.EVT_C_MOVE, retrieve.handle_move, [self.node]),
+                    (evt.EVT_C_GET, retrieve.handle_get, [self.node])]
         self.server = ae.start_server((host, port), block=False, evt_handlers=handlers)
         return self.address
 

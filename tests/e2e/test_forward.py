@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 def _settings(tmp_path, name, **kw):
     return load_settings(env={}, data_dir=tmp_path / name, http_port=kw.pop("http_port", 0),
-                         mllp_port=0, affinity_domain=AFFINITY_DOMAIN, **kw)
+                         mllp_port=0, dicom_port=0, affinity_domain=AFFINITY_DOMAIN, **kw)
 
 
 def _register(base: str, sub) -> httpx.Response:

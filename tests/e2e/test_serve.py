@@ -20,7 +20,7 @@ def _start(tmp_path, **env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     listening = {}
     deadline = time.time() + 60
-    while len(listening) < 2 and time.time() < deadline:
+    while len(listening) < 3 and time.time() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
@@ -33,13 +33,17 @@ def _start(tmp_path, **env):
 def test_serve_port_zero_health_metrics_and_sigterm(tmp_path):
     proc, listening = _start(tmp_path)
     try:
-        assert set(listening) == {"http", "mllp"}, proc.stderr.read() if proc.poll() else listening
+        assert set(listening) == {"http", "mllp", "dicom"}, \
+            proc.stderr.read() if proc.poll() else listening
         host, port = listening["http"]
-        assert port != 0 and listening["mllp"][1] != 0
+        assert port != 0 and listening["mllp"][1] != 0 and listening["dicom"][1] != 0
         r = httpx.get(f"http://{host}:{port}/healthz", timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "ok"
         assert r.json()["home_community_id"].startswith("urn:oid:")
         socket.create_connection(listening["mllp"], timeout=5).close()
+        echo = subprocess.run(["/usr/bin/echoscu", "-aec", "HIE", *map(str, listening["dicom"])],
+                              capture_output=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr           # C-ECHO on HIE_DICOM_PORT
         m = httpx.get(f"http://{host}:{port}/metrics", timeout=10)
         assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
         assert "# TYPE hie_request_duration_seconds histogram" in m.text

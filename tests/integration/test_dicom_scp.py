@@ -263,3 +263,120 @@ def test_store_and_find_are_audited(live, stored):
     assert {r.patient_id for r in stores} >= {"P001^^^BJXH"}
     assert [(r.outcome, r.patient_id) for r in rows if r.transaction == "C-FIND"] == \
         [(0, "P001")]
+
+
+# -- C-MOVE and C-GET ------------------------------------------------------------------------
+
+@pytest.fixture
+def with_peer(settings, tmp_path):
+    """A node whose HIE_DICOM_PEERS names DCMTK's storescp (DEST), listening into a folder."""
+    import dataclasses
+    import socket
+    import time
+    from hie.node import Node
+    from hie.settings import Peer
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    received = tmp_path / "received"
+    received.mkdir()
+    scp = subprocess.Popen([str(DCMTK / "storescp"), "-aet", "DEST", "-od", str(received),
+                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while run("echoscu", "-aec", "DEST", "127.0.0.1", str(port)).returncode != 0:
+        assert time.time() < deadline, "storescp did not start"
+        time.sleep(0.1)
+    configured = dataclasses.replace(settings, dicom_peers=(Peer("DEST", "127.0.0.1", port),))
+    node = Node(configured, create_schema=False)
+    try:
+        with live_node(configured, node) as ln:
+            yield ln, received
+    finally:
+        node.close()
+        scp.terminate()
+        scp.wait(10)
+
+
+def _store_two_studies(live, folder: Path) -> tuple[str, str, list[Path]]:
+    s1, s2 = generate_uid(), generate_uid()
+    series = generate_uid()
+    paths = [instance(folder, f"m{n}.dcm", patient_id="P010", patient_name="王^小明",
+                      charset="ISO_IR 192", study=s1, series=series, number=n) for n in (1, 2, 3)]
+    paths.append(instance(folder, "m9.dcm", patient_id="P011", patient_name="李^四",
+                          charset="ISO_IR 192", study=s2, series=generate_uid()))
+    host, port = live.node.listeners["dicom"]
+    done = run("storescu", "-aec", live.settings.dicom_ae_title, host, str(port), *map(str, paths))
+    assert done.returncode == 0, done.stderr
+    return s1, s2, paths
+
+
+def test_move_sends_the_study_to_a_known_peer(with_peer, tmp_path):
+    live, received = with_peer
+    s1, _, paths = _store_two_studies(live, tmp_path)
+    host, port = live.node.listeners["dicom"]
+    done = run("movescu", "-S", "-aec", live.settings.dicom_ae_title, "-aem", "DEST",
+               "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={s1}", host, str(port))
+    assert done.returncode == 0, done.stderr
+    got = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in received.iterdir()}
+    sent = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in paths[:3]}
+    assert set(got) == set(sent)                      # the study's three, not P011's
+    for uid, ds in got.items():
+        assert str(ds.PatientName) == "王^小明" and ds.PixelData == sent[uid].PixelData
+
+
+def test_move_to_an_unknown_destination_is_a801_and_get_returns_instances(with_peer, tmp_path):
+    from pynetdicom import AE, build_role
+    from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelGet,
+                                      StudyRootQueryRetrieveInformationModelMove)
+    live, _ = with_peer
+    s1, s2, paths = _store_two_studies(live, tmp_path)
+    host, port = live.node.listeners["dicom"]
+    ae = AE(ae_title="RETRIEVER")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CT)
+    got: list = []
+
+    def on_store(event):
+        got.append(event.dataset)
+        return 0x0000
+    from pynetdicom import evt
+    assoc = ae.associate(host, port, ae_title=live.settings.dicom_ae_title,
+                         ext_neg=[build_role(CT, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    try:
+        query = Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", s2
+        [(status, _)] = list(assoc.send_c_move(query, "NOBODY",
+                                               StudyRootQueryRetrieveInformationModelMove))
+        assert status.Status == 0xA801
+        answers = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet))
+        assert answers[-1][0].Status == 0x0000
+        assert answers[-1][0].NumberOfCompletedSuboperations == 1
+        nothing = Dataset()
+        nothing.QueryRetrieveLevel, nothing.StudyInstanceUID = "STUDY", generate_uid()
+        final = list(assoc.send_c_get(nothing, StudyRootQueryRetrieveInformationModelGet))[-1][0]
+        assert final.Status == 0x0000 and final.get("NumberOfCompletedSuboperations", 0) == 0
+    finally:
+        assoc.release()
+    assert [str(d.PatientName) for d in got] == ["李^四"]
+    live.node.audit.sinks[0].flush()
+    with live.node.db.read() as c:
+        audited = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome).where(
+            t_audit.c.transaction.in_(["C-MOVE", "C-GET"]))).all()
+    assert sorted(tuple(a) for a in audited) == [("C-GET", 0), ("C-GET", 0), ("C-MOVE", 8)]
+
+
+def test_getscu_retrieves_a_series(with_peer, tmp_path):
+    live, _ = with_peer
+    s1, _, paths = _store_two_studies(live, tmp_path)
+    series = pydicom.dcmread(paths[0]).SeriesInstanceUID
+    out = tmp_path / "got"
+    out.mkdir()
+    host, port = live.node.listeners["dicom"]
+    done = run("getscu", "-S", "-aec", live.settings.dicom_ae_title, "-od", str(out),
+               "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={s1}",
+               "-k", f"SeriesInstanceUID={series}", host, str(port))
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.iterdir())) == 3
