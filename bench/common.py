@@ -99,7 +99,7 @@ class NodeProcess:
                                      cwd=str(ROOT))
         self.listeners: dict[str, tuple[str, int]] = {}
         deadline = time.time() + 120
-        while len(self.listeners) < 2 and time.time() < deadline:
+        while len(self.listeners) < 3 and time.time() < deadline:   # http, mllp, dicom
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"node exited: see {self.log.name}")

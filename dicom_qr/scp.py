@@ -25,10 +25,12 @@ Query, 110106 Export).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   PatientRootQueryRetrieveInformationModelGet,
                                   PatientRootQueryRetrieveInformationModelMove,
@@ -124,8 +126,42 @@ def _find(event, node: Any, ctx: Context) -> tuple[list, int | None]:
         return [], CANNOT_UNDERSTAND
 
 
+def _no_delay(sock) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+class _NoDelayServer(ThreadedAssociationServer):
+    """Answers leave at once: a DIMSE message is a command PDU and then a data set PDU, and
+    with Nagle's algorithm the second waits for the peer's delayed ACK (~40 ms a message: a
+    C-FIND took 92 ms instead of 2)."""
+
+    def get_request(self):
+        sock, address = super().get_request()
+        _no_delay(sock)
+        return sock, address
+
+
+class NodeAE(AE):
+    """pynetdicom's AE with TCP_NODELAY on the associations it accepts and those it opens
+    (C-MOVE sub-operations to a Move Destination)."""
+
+    def make_server(self, *args, server_class=None, **kwargs):
+        if server_class is ThreadedAssociationServer:
+            server_class = _NoDelayServer
+        return super().make_server(*args, server_class=server_class, **kwargs)
+
+    def associate(self, *args, **kwargs):
+        assoc = super().associate(*args, **kwargs)
+        if assoc.is_established:
+            _no_delay(getattr(getattr(assoc.dul, "socket", None), "socket", None))
+        return assoc
+
+
 def application_entity(node: Any) -> AE:
-    ae = AE(ae_title=node.settings.dicom_ae_title)
+    ae = NodeAE(ae_title=node.settings.dicom_ae_title)
     ae.maximum_pdu_size = 0                 # take what the requester proposes (PS3.8 D.3.3.1)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for cx in AllStoragePresentationContexts:   # C-STORE, and the SCP role of a C-GET
