@@ -9,6 +9,8 @@ Prints JSON lines (one per measurement, with the machine's core count):
 - ``cmove``: instances/s moving a study of ``--move-instances`` to a DCMTK storescp.
 
 Targets (issue 5): C-STORE ≥ 1.5 × Orthanc's throughput, C-FIND ≤ 0.5 × its latency.
+Every client and server runs without Nagle's algorithm (TCP_NODELAY; DCMTK and Orthanc
+read it from the environment), so no figure is a delayed ACK.
 ``--db postgresql`` runs the node on a throwaway durable PostgreSQL; the default is the
 embedded SQLite.  Nothing here is asserted; the figures are read by people.
 """
@@ -34,6 +36,10 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 DCMTK = Path("/usr/bin")
 CT = "1.2.840.10008.5.1.4.1.1.2"
+# every DCMTK program here (storescu, movescu, the storescp destination) and Orthanc (built on
+# DCMTK) without Nagle's algorithm, as the node's listener and this script's own SCU: the same
+# transport for both servers, so the figures are theirs and not delayed ACKs'
+NODELAY = dict(os.environ, TCP_NODELAY="1")
 
 
 def free_port() -> int:
@@ -108,7 +114,7 @@ class Orthanc:
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")
         self.proc = subprocess.Popen([ensure_orthanc(), str(folder / "orthanc.json")],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=NODELAY)
         self.ae, self.host = "ORTHANC", "127.0.0.1"
         wait_echo(self.ae, self.host, self.port)
 
@@ -134,7 +140,8 @@ def wait_echo(ae: str, host: str, port: int, seconds: float = 60) -> None:
 def storescu(ae: str, host: str, port: int, folder: Path) -> subprocess.Popen:
     """DCMTK's storescu sending every file of ``folder`` over one association."""
     return subprocess.Popen([str(DCMTK / "storescu"), "-aec", ae, "+sd", host, str(port),
-                             str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=NODELAY)
 
 
 def store_rate(name: str, ae: str, host: str, port: int, folders: list[Path]) -> None:
@@ -193,7 +200,7 @@ def move_rate(name: str, ae: str, host: str, port: int, study: str, count: int,
     start = time.perf_counter()
     done = subprocess.run([str(DCMTK / "movescu"), "-S", "-aec", ae, "-aem", "DEST",
                            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
-                           host, str(port)], capture_output=True)
+                           host, str(port)], capture_output=True, env=NODELAY)
     seconds = time.perf_counter() - start
     got = len(list(received.rglob("*"))) - before
     emit(measure="cmove", server=name, instances=count, received=got, seconds=round(seconds, 2),
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     received.mkdir()
     dest = subprocess.Popen([str(DCMTK / "storescp"), "-aet", "DEST", "-od", str(received),
                              "+uf", str(dest_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=NODELAY)
     wait_echo("DEST", "127.0.0.1", dest_port)
     try:
         servers = []
