@@ -245,7 +245,7 @@ def test_bad_input_gets_dicom_failure_statuses(live, tmp_path):
         assert c.execute(sa.select(sa.func.count()).select_from(dicom_study)).scalar() == 0
     done = run("echoscu", "-aec", live.settings.dicom_ae_title, host, str(port))
     assert done.returncode == 0                           # the listener goes on
-    live.node.audit.sinks[0].flush()
+    live.node.audit.stop()              # flushes the batched audit writer (joins it)
     with live.node.db.read() as c:
         audited = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome).where(
             t_audit.c.transaction.in_(["C-STORE", "C-FIND"]))).all()
@@ -254,7 +254,7 @@ def test_bad_input_gets_dicom_failure_statuses(live, tmp_path):
 
 def test_store_and_find_are_audited(live, stored):
     find(live, stored["tmp"], "QueryRetrieveLevel=STUDY", "PatientID=P001", "StudyInstanceUID")
-    live.node.audit.sinks[0].flush()
+    live.node.audit.stop()              # flushes the batched audit writer (joins it)
     with live.node.db.read() as c:
         rows = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome,
                                    t_audit.c.patient_id)).all()
@@ -361,7 +361,7 @@ def test_move_to_an_unknown_destination_is_a801_and_get_returns_instances(with_p
     finally:
         assoc.release()
     assert [str(d.PatientName) for d in got] == ["李^四"]
-    live.node.audit.sinks[0].flush()
+    live.node.audit.stop()              # flushes the batched audit writer (joins it)
     with live.node.db.read() as c:
         audited = c.execute(sa.select(t_audit.c.transaction, t_audit.c.outcome).where(
             t_audit.c.transaction.in_(["C-MOVE", "C-GET"]))).all()

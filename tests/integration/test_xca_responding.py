@@ -115,7 +115,7 @@ def test_cross_gateway_retrieve(gateway, node):
     status, errors = S.registry_status(none.body)
     assert status == "Failure" and [e.code for e in errors] == ["XDSMissingHomeCommunityId"]
     assert not none.body.findall(f"{{{S.XDSB}}}DocumentResponse")
-    node.audit.sinks[0].flush()           # the batched audit writer
+    node.audit.stop()                       # flushes the batched audit writer (joins it)
     with node.db.read() as c:
         seen = c.execute(sa.select(t_audit.c.transaction).where(
             t_audit.c.transaction.in_(["ITI-38", "ITI-39", "ITI-43"]))).scalars().all()
