@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     filler = generate(work / "fill", rest, args.per_study, 16, "C", args.clients) if rest else []
     move = generate(work / "move", args.move_instances, args.move_instances, args.pixels, "M")
     move_study = pydicom.dcmread(next(move[0].glob("*.dcm"))).StudyInstanceUID
-    patients = sorted({f"PA{k:06d}" for k in range(args.instances // args.per_study)})
+    patients = sorted({f"PA{k:06d}" for k in range(max(1, args.instances // args.per_study))})
     dest_port = free_port()
     received = work / "received"
     received.mkdir()
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                              "+uf", str(dest_port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=NODELAY)
     wait_echo("DEST", "127.0.0.1", dest_port)
+    servers: list = []
     try:
-        servers = []
         if args.only in (None, "hie"):
             env = {"HIE_DICOM_PEERS": f"DEST@127.0.0.1:{dest_port}"}
             db_url = ""
@@ -262,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                + args.move_instances))
             find_latency(name, ae, host, port, patients, args.queries)
             move_rate(name, ae, host, port, move_study, args.move_instances, received)
+    finally:                 # every server stopped, whatever failed
+        for *_, proc, pg in servers:
             proc.stop()
             if pg is not None:
                 pg.stop()
-    finally:
         dest.terminate()
         dest.wait(30)
         shutil.rmtree(work, ignore_errors=True)
