@@ -52,6 +52,10 @@ class _Inbox:
         return None
 
 
+class _ReusableTCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True      # a rerun binds the same --listen port at once
+
+
 class Listener(_Inbox):
     """An MLLP receiver (a PIX Consumer for ITI-10): keeps each message, answers ACK AA."""
 
@@ -77,8 +81,7 @@ class Listener(_Inbox):
                         received.put(text)
                         self.request.sendall(hl7feed.frame(ack_for(text)))
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
+        self.server = _ReusableTCPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.address = self.server.server_address
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -22,19 +22,24 @@ from typing import Any
 
 from pydicom import charset as dcs
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from pix_pdq.names import normalize
 
 UTF8 = "ISO_IR 192"
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
+def text_of(value: Any) -> str:
+    """A DICOM value as text: several values backslash-separated (PS3.5 6.4), none as ""."""
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return text_of(ds.get(keyword, ""))
 
 
 def _has_cjk(text: str) -> bool:
@@ -54,9 +59,7 @@ def index_values(ds: Dataset) -> dict[str, dict[str, Any]]:
     """Level -> column -> value, from a (decoded) dataset."""
     name = _text(ds, "PatientName")
     folded, alpha = name_forms(name)
-    charset = ds.get("SpecificCharacterSet", "")
-    if isinstance(charset, (list, tuple)) or type(charset).__name__ == "MultiValue":
-        charset = "\\".join(charset)
+    charset = _text(ds, "SpecificCharacterSet")
     return {
         "patient": {"patient_id": _text(ds, "PatientID"),
                     "issuer": _text(ds, "IssuerOfPatientID"),
@@ -109,4 +112,4 @@ def answer_charset(query_charset: list[str], texts: list[str]) -> list[str]:
     return [UTF8]
 
 
-__all__ = ["UTF8", "name_forms", "index_values", "answer_charset"]
+__all__ = ["UTF8", "text_of", "name_forms", "index_values", "answer_charset"]

@@ -31,10 +31,9 @@ import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from sqlalchemy.engine import Connection
 
-from dicom_qr.attrs import answer_charset, name_forms
+from dicom_qr.attrs import answer_charset, name_forms, text_of
 from dicom_qr.tables import dicom_instance as I, dicom_patient as P, dicom_series as SE
 from dicom_qr.tables import dicom_study as ST
-from pix_pdq.names import normalize
 
 PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1.1"
 STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -88,15 +87,6 @@ class Query:
     modalities: str | None = None       # ModalitiesInStudy: None not asked, "" return key
 
 
-def _value(elem) -> str:
-    v = elem.value
-    if v is None:
-        return ""
-    if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
-        return "\\".join(str(x) for x in v)
-    return str(v).strip()
-
-
 def parse(identifier: Dataset, model: str) -> Query:
     """The :class:`Query` of a C-FIND request identifier; raises :class:`QueryError`."""
     level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
@@ -115,9 +105,9 @@ def parse(identifier: Dataset, model: str) -> Query:
             continue
         q.returned.append(kw)
         if kw == "ModalitiesInStudy":
-            q.modalities = _value(elem)
+            q.modalities = text_of(elem.value)
             continue
-        value = _value(elem)
+        value = text_of(elem.value)
         if value and kw in KEYS:
             q.matching[kw] = value
     return q
@@ -154,15 +144,11 @@ def _range(col, value: str):
 
 
 def _pn(value: str):
-    folded_q, alpha_q = name_forms(value)
-    if folded_q or any("\u3400" <= c <= "\u9fff" for c in value):
-        text = value.split("=")[1] if "=" in value and value.split("=")[1] else value
-        pattern = "".join(c if c in "*?" else normalize(c) for c in text.replace("^", ""))
-        return (P.c.name_norm.like(_like(pattern), escape="\\") if _wild(pattern)
-                else P.c.name_norm == pattern)
-    alpha = value.split("=")[0].upper().rstrip("^")
-    return (P.c.name_alpha.like(_like(alpha), escape="\\") if _wild(alpha)
-            else P.c.name_alpha == alpha)
+    """A PN key over the forms the index keeps (:func:`dicom_qr.attrs.name_forms` folds the
+    query as it folded the names; ``*`` and ``?`` pass through)."""
+    folded, alpha = name_forms(value)
+    col, text = (P.c.name_norm, folded) if folded else (P.c.name_alpha, alpha)
+    return col.like(_like(text), escape="\\") if _wild(text) else col == text
 
 
 def condition(keyword: str, value: str):
@@ -180,6 +166,17 @@ def condition(keyword: str, value: str):
 
 
 _ORDER = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
+_TABLES = (P, ST, SE, I)
+_PARENT = ((ST, ST.c.patient_pk == P.c.id), (SE, SE.c.study_pk == ST.c.id),
+           (I, I.c.series_pk == SE.c.id))
+
+
+def _down_to(depth: int):
+    """The patient table joined with its studies, series, instances down to ``depth``."""
+    src = P
+    for table, on in _PARENT[:depth]:
+        src = src.join(table, on)
+    return src
 
 
 def statement(q: Query):
@@ -187,32 +184,17 @@ def statement(q: Query):
     depth = _ORDER[q.level]
     used = max([depth] + [_ORDER[KEYS[k][0]] for k in q.matching]
                + ([1] if q.modalities else []))
-    src = P
-    if used >= 1:
-        src = src.join(ST, ST.c.patient_pk == P.c.id)
-    if used >= 2:
-        src = src.join(SE, SE.c.study_pk == ST.c.id)
-    if used >= 3:
-        src = src.join(I, I.c.series_pk == SE.c.id)
-    cols = [P]
-    cols += [ST] if depth >= 1 else []
-    cols += [SE] if depth >= 2 else []
-    cols += [I] if depth >= 3 else []
+    cols = _TABLES[:depth + 1]
     conds = [condition(k, v) for k, v in q.matching.items()]
     if q.modalities:
         mods = [m for m in q.modalities.split("\\") if m]
         conds.append(ST.c.id.in_(sa.select(SE.c.study_pk).where(
             sa.or_(*[SE.c.modality.like(_like(m), escape="\\") if _wild(m)
                      else SE.c.modality == m for m in mods]))))
-    key = {0: P.c.id, 1: ST.c.id, 2: SE.c.id, 3: I.c.id}[depth]
-    inner = sa.select(key).select_from(src).where(*conds).distinct()
-    table = {0: P, 1: ST, 2: SE, 3: I}[depth]
-    joined = {0: P, 1: ST.join(P, P.c.id == ST.c.patient_pk),
-              2: SE.join(ST, ST.c.id == SE.c.study_pk).join(P, P.c.id == ST.c.patient_pk),
-              3: I.join(SE, SE.c.id == I.c.series_pk).join(ST, ST.c.id == SE.c.study_pk)
-              .join(P, P.c.id == ST.c.patient_pk)}[depth]
+    table = _TABLES[depth]
+    inner = sa.select(table.c.id).select_from(_down_to(used)).where(*conds).distinct()
     labels = [c.label(f"{t.name}__{c.name}") for t in cols for c in t.c]
-    return (sa.select(*labels).select_from(joined).where(table.c.id.in_(inner))
+    return (sa.select(*labels).select_from(_down_to(depth)).where(table.c.id.in_(inner))
             .order_by(table.c.id))
 
 

@@ -22,41 +22,40 @@ from dicom_qr.tables import dicom_instance, dicom_patient, dicom_series, dicom_s
 ATTEMPTS = 3
 
 
-def _upsert(conn: Connection, table: sa.Table, key: dict[str, Any], values: dict[str, Any]
+def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: dict[str, Any]
             ) -> int:
-    where = [table.c[k] == v for k, v in key.items()]
+    """The id of the row of ``table`` whose ``keys`` columns have ``values``' values: updated
+    (an attribute the new instance leaves empty keeps its value) or inserted."""
+    where = [table.c[k] == values[k] for k in keys]
     row = conn.execute(sa.select(table.c.id).where(*where)).first()
-    if row is not None:      # an attribute the new instance leaves empty keeps its value
-        changed = {k: v for k, v in values.items() if v not in ("", None)}
+    if row is not None:
+        changed = {k: v for k, v in values.items() if k not in keys and v not in ("", None)}
         conn.execute(table.update().where(table.c.id == row.id).values(**changed))
         return row.id
-    return conn.execute(table.insert().values(**key, **values)).inserted_primary_key[0]
+    return conn.execute(table.insert().values(**values)).inserted_primary_key[0]
 
 
 def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_key: str,
            size: int, source_ae: str, now: dt.datetime | None = None) -> int:
     """Index one instance (``levels``: :func:`dicom_qr.attrs.index_values`); its row id."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    p, st, se, inst = (dict(levels[k]) for k in ("patient", "study", "series", "instance"))
     for attempt in range(ATTEMPTS):
         try:
             with db.begin() as conn:
-                patient_pk = _upsert(conn, dicom_patient,
-                                     {"patient_id": p.pop("patient_id"), "issuer": p.pop("issuer")},
-                                     {**p, "updated_at": now})
-                study_pk = _upsert(conn, dicom_study, {"study_uid": st.pop("study_uid")},
-                                   {**st, "patient_pk": patient_pk, "updated_at": now})
-                series_pk = _upsert(conn, dicom_series, {"series_uid": se.pop("series_uid")},
-                                    {**se, "study_pk": study_pk, "updated_at": now})
-                return _upsert(conn, dicom_instance, {"sop_uid": inst.pop("sop_uid")},
-                               {**inst, "series_pk": series_pk, "transfer_syntax": transfer_syntax,
-                                "blob_key": blob_key, "size": size, "source_ae": source_ae,
-                                "received_at": now})
+                patient_pk = _upsert(conn, dicom_patient, ("patient_id", "issuer"),
+                                     {**levels["patient"], "updated_at": now})
+                study_pk = _upsert(conn, dicom_study, ("study_uid",),
+                                   {**levels["study"], "patient_pk": patient_pk,
+                                    "updated_at": now})
+                series_pk = _upsert(conn, dicom_series, ("series_uid",),
+                                    {**levels["series"], "study_pk": study_pk, "updated_at": now})
+                return _upsert(conn, dicom_instance, ("sop_uid",),
+                               {**levels["instance"], "series_pk": series_pk,
+                                "transfer_syntax": transfer_syntax, "blob_key": blob_key,
+                                "size": size, "source_ae": source_ae, "received_at": now})
         except sa.exc.IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise
-            p, st, se, inst = (dict(levels[k]) for k in ("patient", "study", "series",
-                                                          "instance"))
     raise AssertionError("unreachable")
 
 

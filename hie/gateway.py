@@ -26,12 +26,11 @@ import copy
 import dataclasses
 from typing import Callable, Iterable
 
-from lxml import etree
-
 from hie.context import Context
 from hie.errors import (SEVERITY_ERROR, STATUS_FAILURE, STATUS_PARTIAL, STATUS_SUCCESS, XDS,
                         RegistryError, RegistryErrors)
 from hie.soap import SoapRequest, SoapResponse
+from hie.soap_http import registry_error_list
 
 Handler = Callable[[Context, SoapRequest], SoapResponse]
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -99,15 +98,13 @@ def _add_errors(resp: SoapResponse, errors: list[RegistryError]) -> None:
     rr = resp.body.find(f"{{{RS}}}RegistryResponse") if resp.body is not None else None
     if rr is None:
         return
+    ours = registry_error_list(RegistryErrors(errors))     # the transports' own rendering
     lst = rr.find(f"{{{RS}}}RegistryErrorList")
     if lst is None:
-        lst = etree.SubElement(rr, f"{{{RS}}}RegistryErrorList")
-    lst.set("highestSeverity", SEVERITY_ERROR)
-    for e in errors:
-        el = etree.SubElement(lst, f"{{{RS}}}RegistryError", errorCode=e.error_code,
-                              codeContext=e.code_context, severity=e.severity)
-        if e.location:
-            el.set("location", e.location)
+        rr.append(ours)
+    else:
+        lst.set("highestSeverity", SEVERITY_ERROR)
+        lst.extend(list(ours))
     returned = resp.body.find(f"{{{XDSB}}}DocumentResponse") is not None
     if rr.get("status") == STATUS_SUCCESS or returned:
         rr.set("status", STATUS_PARTIAL if returned else STATUS_FAILURE)
