@@ -36,7 +36,7 @@ from lxml import etree
 
 from conformance import build, checks, hl7feed, soap_client, xmlin
 from conformance.deviations import Deviation
-from conformance.log import RunLog, StepLog, Unresolved, evaluate, locate
+from conformance.log import RunLog, StepLog, Unresolved, locate
 from conformance.testkit import SUITES, Test, TestKit, TestKitError
 from conformance.testplan import TestPlan, TestPlanError, TestStep, UseReport
 
@@ -146,7 +146,8 @@ class RunResult:
         return all(t.passed for t in self.tests)
 
 
-def _clip(data: bytes) -> bytes:
+def clip(data: bytes) -> bytes:
+    """A request or response as the report keeps it (at most :data:`_LOG_LIMIT` bytes)."""
     return data if len(data) <= _LOG_LIMIT else data[:_LOG_LIMIT] + b"\n[... clipped]"
 
 
@@ -310,12 +311,8 @@ class Runner:
                 self._feed(test, step, record, res)
             elif tx.element != "NullTransaction":
                 self._exchange(test, section, step, values, record, res)
-            self.log.record(record)
-            for r in tx.reports:
-                try:
-                    record.reports[r.name] = evaluate(r, record)
-                except Unresolved as exc:   # a step that uses it fails, naming it
-                    res.notes.append(str(exc))
+            self.log.record(record, tx.reports)
+            res.notes += record.unread
             _append_log(this, step, record)
             for a in tx.assertions:
                 res.verdicts.append(checks.assertion(a.id, _with_values(a.xpath, values), this))
@@ -366,12 +363,12 @@ class Runner:
         request = (soap_client.mtom(built.action, built.body, url, built.documents,
                                     built.mime_types) if built.documents
                    else soap_client.plain(built.action, built.body, url))
-        res.sent = _clip(request.body)
+        res.sent = clip(request.body)
         record.input = built.metadata
         record.assigned = built.assigned
         record.reports.update(built.reports)
         code, ctype, body = self.wire.soap(url, request)
-        res.received = _clip(body)
+        res.received = clip(body)
         try:
             reply = soap_client.read_reply(ctype, body)
         except soap_client.ReplyError as exc:
@@ -450,4 +447,4 @@ def _append_log(this: etree._Element, step: TestStep, record: StepLog) -> None:
 
 
 __all__ = ["Endpoints", "Wire", "HttpWire", "StepResult", "SectionResult", "TestResult",
-           "RunResult", "Runner", "dependencies", "PATIENT_FEED"]
+           "RunResult", "Runner", "clip", "dependencies", "PATIENT_FEED"]

@@ -36,6 +36,7 @@ class StepLog:
     output: bytes | None = None      # the response received (Result)
     assigned: dict[str, dict[str, str]] = field(default_factory=dict)   # section -> id -> value
     reports: dict[str, str] = field(default_factory=dict)
+    unread: list[str] = field(default_factory=list)   # reports that found nothing, and why
 
 
 def locate(testdir: str, test: str, section: str) -> tuple[str, str]:
@@ -84,11 +85,14 @@ class RunLog:
         self.steps: dict[tuple[str, str, str], StepLog] = {}
 
     def record(self, log: StepLog, reports: Sequence[Report] = ()) -> StepLog:
-        """Keep ``log``, after evaluating its ``reports`` (a report that cannot be read raises
-        :class:`Unresolved`, after the log is kept)."""
+        """Keep ``log`` with the values of its ``reports``; a report that reads nothing is
+        noted in ``log.unread`` (a later step that uses it fails, naming it: :meth:`use_report`)."""
         self.steps[(log.test, log.section, log.step)] = log
         for r in reports:
-            log.reports[r.name] = evaluate(r, log)
+            try:
+                log.reports[r.name] = evaluate(r, log)
+            except Unresolved as exc:
+                log.unread.append(str(exc))
         return log
 
     def step(self, test: str, section: str, step: str) -> StepLog:

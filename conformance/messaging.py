@@ -22,7 +22,7 @@ from typing import Any, Callable
 from conformance import expect, hl7feed, soap_client, xmlin
 from conformance.checks import Verdict
 from conformance.engine import (Endpoints, RunResult, SectionResult, StepResult, TestResult,
-                                step_error)
+                                clip, step_error)
 from conformance.suite import Step, Suite, SuiteError, SuiteTest, Values
 
 ACK_TIMEOUT = 30.0
@@ -269,7 +269,7 @@ class SuiteRunner:
         res.url = f"mllp://{host}:{port}"
         res.sent = message.encode("utf-8")
         reply = hl7feed.exchange(host, port, message, ACK_TIMEOUT)
-        res.received = reply.encode("utf-8")
+        res.received = clip(reply.encode("utf-8"))
         return expect.Response(hl7=reply)
 
     def _soap(self, step: Step, res: StepResult) -> expect.Response:
@@ -280,10 +280,10 @@ class SuiteRunner:
         url = self._endpoint(spec["endpoint"])
         body = xmlin.parse(self._expand(spec["body"]).strip().encode("utf-8"))
         request = soap_client.plain(self._expand(spec["action"]), body, url)
-        res.url, res.sent = url, request.body
+        res.url, res.sent = url, clip(request.body)
         r = self.http.post(url, content=request.body,
                            headers={"content-type": request.content_type})
-        res.received = r.content
+        res.received = clip(r.content)
         reply = soap_client.read_reply(r.headers.get("content-type", ""), r.content)
         env = reply.body.getroottree().getroot() if reply.body is not None else None
         return expect.Response(xml=env, status=r.status_code,
@@ -299,9 +299,9 @@ class SuiteRunner:
             content = self._expand(spec["body"]).encode("utf-8")
             headers["content-type"] = spec.get("content_type", "application/fhir+json")
         res.url = f"{method} {url}"
-        res.sent = (f"{method} {url}\n".encode() + (content or b""))
+        res.sent = clip(f"{method} {url}\n".encode() + (content or b""))
         r = self.http.request(method, url, content=content, headers=headers)
-        res.received = f"HTTP {r.status_code}\n".encode() + r.content
+        res.received = clip(f"HTTP {r.status_code}\n".encode() + r.content)
         doc = None
         if "json" in r.headers.get("content-type", ""):
             try:

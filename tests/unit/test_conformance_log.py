@@ -43,6 +43,10 @@ def test_reports_read_the_input_or_the_output(kit):
                       Report("n", "Result", "count(//n)"), Report("t", "Result", "//n")])
     assert log.reports == {"folid": "urn:uuid:11111111-2222-4333-8444-555555555555",
                            "home": "urn:oid:1.2.3", "n": "1", "t": "42"}
+    assert log.unread == []
+    missing = run.record(StepLog("11999", "x", "x", output=b"<r/>"),
+                         [Report("gone", "Result", "//nothing")])
+    assert missing.reports == {} and "nothing at //nothing" in missing.unread[0]
     assert run.use_report("12000", "x", UseReport("folid", "submit", "submit", "$f$",
                                                   "11999")) == log.reports["folid"]
 
