@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import weakref
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -48,6 +49,8 @@ log = logging.getLogger("dicom_qr.scp")
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
 CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
 REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+# the level rows each open association has written (dicom_qr.store.LevelCache)
+_LEVELS: "weakref.WeakKeyDictionary[Any, store.LevelCache]" = weakref.WeakKeyDictionary()
 
 
 def handle_store(event, node: Any) -> int:
@@ -79,7 +82,8 @@ def _store(event, node: Any, ctx: Context) -> int:
     try:
         info = node.blobs.put(event.encoded_dataset(include_meta=True))
         store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
-                     blob_key=info.key, size=info.size, source_ae=_requestor(event))
+                     blob_key=info.key, size=info.size, source_ae=_requestor(event),
+                     cache=_LEVELS.setdefault(event.assoc, store.LevelCache()))
     except Exception:  # noqa: BLE001 - storage or database failure: out of resources
         log.exception("C-STORE of %s could not be stored", levels["instance"]["sop_uid"])
         return OUT_OF_RESOURCES

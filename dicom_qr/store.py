@@ -8,6 +8,11 @@ that has them (PS3.4 C.6.1.1.1 leaves the SCP to keep one value per level).  An 
 empty does not erase the value another instance of the level gave.  Two associations storing the first
 instances of one study at once may both try to insert it: the loser's unit of work fails on the
 unique key and runs again, finding the row.
+
+A :class:`LevelCache` (one per association) remembers the patient, study and series rows an
+association has written and what they hold: the next instance of the same series whose level
+attributes say nothing new costs no statement at those levels — one look-up and one insert for
+the instance.  What it remembers is taken in only once the unit of work has committed.
 """
 from __future__ import annotations
 
@@ -20,43 +25,88 @@ from sqlalchemy.engine import Connection
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_series, dicom_study
 
 ATTEMPTS = 3
+_STAMPS = ("updated_at", "received_at")   # when a row was written, not what it holds
+Known = dict[tuple[str, tuple], tuple[int, dict[str, Any]]]
 
 
-def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: dict[str, Any]
-            ) -> int:
+class LevelCache:
+    """Level rows one association has written: (table, key values) -> (id, attributes)."""
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self.known: Known = {}
+
+    def take(self, written: Known) -> None:
+        if len(self.known) + len(written) > self.LIMIT:
+            self.known.clear()
+        self.known.update(written)
+
+
+def _said(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The attributes an instance gives a level (empty ones keep the level's value)."""
+    return {k: v for k, v in values.items() if k not in keys and v not in ("", None)}
+
+
+def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: dict[str, Any],
+            known: Known, written: Known) -> int:
     """The id of the row of ``table`` whose ``keys`` columns have ``values``' values: updated
-    (an attribute the new instance leaves empty keeps its value) or inserted."""
+    (an attribute the new instance leaves empty keeps its value) or inserted — or, when
+    ``known`` says the row already holds every attribute given, left as it is.  What the row
+    holds afterwards goes to ``written``."""
+    ident = (table.name, tuple(values[k] for k in keys))
+    said = _said(values, keys)
+    attributes = {k: v for k, v in said.items() if k not in _STAMPS}
+    if ident in known:
+        pk, held = known[ident]
+        if all(held.get(k) == v for k, v in attributes.items()):
+            return pk
+        written[ident] = (pk, {**held, **attributes})
+        conn.execute(table.update().where(table.c.id == pk).values(**said))
+        return pk
     where = [table.c[k] == values[k] for k in keys]
     row = conn.execute(sa.select(table.c.id).where(*where)).first()
     if row is not None:
-        changed = {k: v for k, v in values.items() if k not in keys and v not in ("", None)}
-        conn.execute(table.update().where(table.c.id == row.id).values(**changed))
-        return row.id
-    return conn.execute(table.insert().values(**values)).inserted_primary_key[0]
+        conn.execute(table.update().where(table.c.id == row.id).values(**said))
+        pk = row.id
+    else:
+        pk = conn.execute(table.insert().values(**values)).inserted_primary_key[0]
+    written[ident] = (pk, attributes)
+    return pk
 
 
 def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_key: str,
-           size: int, source_ae: str, now: dt.datetime | None = None) -> int:
-    """Index one instance (``levels``: :func:`dicom_qr.attrs.index_values`); its row id."""
+           size: int, source_ae: str, now: dt.datetime | None = None,
+           cache: LevelCache | None = None) -> int:
+    """Index one instance (``levels``: :func:`dicom_qr.attrs.index_values`); its row id.
+    ``cache``: the association's :class:`LevelCache`, if it keeps one."""
     now = now or dt.datetime.now(dt.timezone.utc)
+    known = cache.known if cache is not None else {}
     for attempt in range(ATTEMPTS):
+        written: Known = {}
         try:
             with db.begin() as conn:
                 patient_pk = _upsert(conn, dicom_patient, ("patient_id", "issuer"),
-                                     {**levels["patient"], "updated_at": now})
+                                     {**levels["patient"], "updated_at": now}, known, written)
                 study_pk = _upsert(conn, dicom_study, ("study_uid",),
                                    {**levels["study"], "patient_pk": patient_pk,
-                                    "updated_at": now})
+                                    "updated_at": now}, known, written)
                 series_pk = _upsert(conn, dicom_series, ("series_uid",),
-                                    {**levels["series"], "study_pk": study_pk, "updated_at": now})
-                return _upsert(conn, dicom_instance, ("sop_uid",),
-                               {**levels["instance"], "series_pk": series_pk,
-                                "transfer_syntax": transfer_syntax, "blob_key": blob_key,
-                                "size": size, "source_ae": source_ae, "received_at": now})
+                                    {**levels["series"], "study_pk": study_pk, "updated_at": now},
+                                    known, written)
+                pk = _upsert(conn, dicom_instance, ("sop_uid",),
+                             {**levels["instance"], "series_pk": series_pk,
+                              "transfer_syntax": transfer_syntax, "blob_key": blob_key,
+                              "size": size, "source_ae": source_ae, "received_at": now},
+                             {}, {})
         except sa.exc.IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise
+            continue
+        if cache is not None:
+            cache.take(written)
+        return pk
     raise AssertionError("unreachable")
 
 
-__all__ = ["record"]
+__all__ = ["LevelCache", "record"]
