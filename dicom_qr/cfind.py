@@ -16,6 +16,10 @@ Chinese form finds 张三 (and 張三) and never 章三; ``ZHANG*`` over the alp
 Queries are relational (C.4.1.2.2): keys of any level above the requested one may be given,
 so an IMAGE level query with only the StudyInstanceUID lists the study's instances.
 
+A PatientID with its IssuerOfPatientID (single values) is answered through the patient index
+(:func:`through_index`, :mod:`dicom_qr.patients`): every DICOM patient whose identifier the index
+holds for the same person matches — the enterprise ID finds the studies of every hospital.
+
 Each answer carries the requested return keys the index holds (others come back empty,
 C.4.1.1.3.2), ``QueryRetrieveLevel``, ``RetrieveAETitle``, ``SpecificCharacterSet``
 (:func:`dicom_qr.attrs.answer_charset`), ``ModalitiesInStudy`` and the ``NumberOf…Related…``
@@ -32,6 +36,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.engine import Connection
 
 from dicom_qr.attrs import answer_charset, name_forms, text_of
+from dicom_qr.patients import same_person
 from dicom_qr.tables import dicom_instance as I, dicom_patient as P, dicom_series as SE
 from dicom_qr.tables import dicom_study as ST
 
@@ -85,6 +90,8 @@ class Query:
     returned: list[str] = field(default_factory=list)         # every keyword asked for
     charset: list[str] = field(default_factory=list)          # the request's
     modalities: str | None = None       # ModalitiesInStudy: None not asked, "" return key
+    # (domain, PatientID) of the person the PatientID + issuer keys name (through_index)
+    identity: list[tuple[str, str]] | None = None
 
 
 def parse(identifier: Dataset, model: str) -> Query:
@@ -179,13 +186,29 @@ def _down_to(depth: int):
     return src
 
 
+_PATIENT_KEYS = ("PatientID", "IssuerOfPatientID")
+
+
+def through_index(conn: Connection, q: Query) -> Query:
+    """``q`` with :attr:`Query.identity` set when its PatientID and IssuerOfPatientID are
+    single values naming an identifier the patient index knows."""
+    pid, issuer = (q.matching.get(k, "") for k in _PATIENT_KEYS)
+    if not pid or not issuer or any(_wild(v) or "\\" in v for v in (pid, issuer)):
+        return q
+    q.identity = same_person(conn, pid, issuer)
+    return q
+
+
 def statement(q: Query):
     """The SELECT of the rows of ``q.level`` that match."""
     depth = _ORDER[q.level]
     used = max([depth] + [_ORDER[KEYS[k][0]] for k in q.matching]
                + ([1] if q.modalities else []))
     cols = _TABLES[:depth + 1]
-    conds = [condition(k, v) for k, v in q.matching.items()]
+    conds = [condition(k, v) for k, v in q.matching.items()
+             if q.identity is None or k not in _PATIENT_KEYS]
+    if q.identity is not None:
+        conds.append(sa.tuple_(P.c.domain, P.c.patient_id).in_(q.identity))
     if q.modalities:
         mods = [m for m in q.modalities.split("\\") if m]
         conds.append(ST.c.id.in_(sa.select(SE.c.study_pk).where(
@@ -232,7 +255,7 @@ _ATTR = {kw: (f"{KEYS[kw][1].table.name}__{KEYS[kw][1].name}") for kw in KEYS}
 def answers(conn: Connection, q: Query, ae_title: str) -> Iterator[Dataset]:
     """The identifiers answering ``q``, one per matching row of its level."""
     wanted = set(q.returned)
-    for row in conn.execute(statement(q)).mappings():
+    for row in conn.execute(statement(through_index(conn, q))).mappings():
         ds = Dataset()
         texts: list[str] = []
         ds.QueryRetrieveLevel = q.level
@@ -263,4 +286,4 @@ def answers(conn: Connection, q: Query, ae_title: str) -> Iterator[Dataset]:
 
 
 __all__ = ["PATIENT_ROOT", "STUDY_ROOT", "LEVELS", "KEYS", "QueryError", "Query", "parse",
-           "condition", "statement", "answers"]
+           "condition", "through_index", "statement", "answers"]

@@ -55,7 +55,8 @@ def instances(conn: Connection, query: cfind.Query) -> list[Stored]:
     """The stored instances ``query`` names (any level, matched as C-FIND matches)."""
     if not query.matching:
         return []
-    image = cfind.Query(query.model, "IMAGE", dict(query.matching), [], query.charset)
+    image = cfind.through_index(conn, cfind.Query(query.model, "IMAGE", dict(query.matching),
+                                                  [], query.charset))
     ids = cfind.statement(image).with_only_columns(I.c.id)
     rows = conn.execute(sa.select(I.c.sop_uid, I.c.sop_class, I.c.blob_key, I.c.transfer_syntax)
                         .where(I.c.id.in_(ids)).order_by(I.c.id)).all()

@@ -39,7 +39,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelGet,
                                   StudyRootQueryRetrieveInformationModelMove, Verification)
 
-from dicom_qr import attrs, cfind, retrieve, store
+from dicom_qr import attrs, cfind, patients, retrieve, store
 from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
@@ -77,17 +77,31 @@ def _store(event, node: Any, ctx: Context) -> int:
                     _requestor(event), exc)
         return CANNOT_UNDERSTAND
     p = levels["patient"]
+    p["issuer"] = p["issuer"] or patients.issuer_for(_requestor(event),
+                                                     node.settings.dicom_issuers)
     ctx.note(f"{p['patient_id']}^^^{p['issuer']}" if p["issuer"] else p["patient_id"],
              [levels["instance"]["sop_uid"]])
+    cache = _LEVELS.setdefault(event.assoc, store.LevelCache())
     try:
+        if not cache.knows(store.dicom_patient, (p["patient_id"], p["issuer"])):
+            p["domain"] = _tie(ds, node, ctx, p["issuer"], _requestor(event))
         info = node.blobs.put(event.encoded_dataset(include_meta=True))
         store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
                      blob_key=info.key, size=info.size, source_ae=_requestor(event),
-                     cache=_LEVELS.setdefault(event.assoc, store.LevelCache()))
+                     cache=cache)
     except Exception:  # noqa: BLE001 - storage or database failure: out of resources
         log.exception("C-STORE of %s could not be stored", levels["instance"]["sop_uid"])
         return OUT_OF_RESOURCES
     return SUCCESS
+
+
+def _tie(ds, node: Any, ctx: Context, issuer: str, calling_ae: str) -> str:
+    """The patient's domain in the patient index, once tied to it (:mod:`dicom_qr.patients`);
+    "" when the instance names no domain."""
+    ids = patients.identifiers(ds, issuer)
+    if not ids:
+        return ""
+    return patients.tie(ctx, ids, patients.demographics(ds), f"DICOM {calling_ae}")[1]
 
 
 def handle_find(event, node: Any):

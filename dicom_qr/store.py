@@ -37,6 +37,9 @@ class LevelCache:
     def __init__(self) -> None:
         self.known: Known = {}
 
+    def knows(self, table: sa.Table, key: tuple) -> bool:
+        return (table.name, key) in self.known
+
     def take(self, written: Known) -> None:
         if len(self.known) + len(written) > self.LIMIT:
             self.known.clear()

@@ -3,7 +3,10 @@ Information Models) and QIDO-RS match on, one table per level of the information
 where each instance's bytes are (the node's :class:`hie.blobs.BlobStore`, exactly as received).
 
 - ``dicom_patient``: one row per (PatientID, IssuerOfPatientID) — the patient of one
-  hospital's PACS; ``person_id`` ties it to the patient index (the enterprise identity).
+  hospital's PACS; ``domain`` is the identity domain the patient index files that PatientID
+  under (:mod:`dicom_qr.patients`; empty when the instance names none), so that
+  (``domain``, ``patient_id``) is the patient's identifier in the index and imaging is found
+  under the enterprise identity (through ``pix_identifier``, which follows links and merges).
 - ``dicom_study`` / ``dicom_series`` / ``dicom_instance``: one row per Study / Series / SOP
   Instance UID, with the attributes of PS3.4 Table C.6-1..C.6-6 that are matched or returned.
 
@@ -30,9 +33,10 @@ dicom_patient = sa.Table(
     sa.Column("name_alpha", sa.String(324), nullable=False, server_default="", index=True),
     sa.Column("birth_date", sa.String(8), nullable=False, server_default=""),
     sa.Column("sex", sa.String(16), nullable=False, server_default=""),
-    sa.Column("person_id", sa.BigInteger, nullable=True, index=True),
+    sa.Column("domain", sa.String(128), nullable=False, server_default=""),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("patient_id", "issuer"),
+    sa.Index("ix_dicom_patient_domain_patient_id", "domain", "patient_id"),
 )
 
 dicom_study = sa.Table(
