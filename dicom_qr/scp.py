@@ -16,6 +16,8 @@ Services (DICOM PS3.4):
   requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
 - Retrieve (C-MOVE to a peer of HIE_DICOM_PEERS, C-GET over the requester's association;
   Annex C, :mod:`dicom_qr.retrieve`) in both models.
+- Storage Commitment Push Model (N-ACTION, the N-EVENT-REPORT through the outbox; Annex J,
+  :mod:`dicom_qr.commitment`).
 
 An association that breaks off, a malformed PDU or an oversized one is pynetdicom's to abort
 (A-ABORT); the listener goes on.  Every C-STORE, C-FIND, C-MOVE and C-GET is audited like the
@@ -37,9 +39,10 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   PatientRootQueryRetrieveInformationModelMove,
                                   StudyRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelGet,
-                                  StudyRootQueryRetrieveInformationModelMove, Verification)
+                                  StudyRootQueryRetrieveInformationModelMove,
+                                  StorageCommitmentPushModel, Verification)
 
-from dicom_qr import attrs, cfind, patients, retrieve, store
+from dicom_qr import attrs, cfind, commitment, patients, retrieve, store
 from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
@@ -182,6 +185,7 @@ def application_entity(node: Any) -> AE:
     ae = NodeAE(ae_title=node.settings.dicom_ae_title)
     ae.maximum_pdu_size = 0                 # take what the requester proposes (PS3.8 D.3.3.1)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(StorageCommitmentPushModel, ALL_TRANSFER_SYNTAXES)
     for cx in AllStoragePresentationContexts:   # C-STORE, and the SCP role of a C-GET
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES,
                                  scu_role=True, scp_role=True)
@@ -207,7 +211,8 @@ class DicomListener:
         handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
                     (evt.EVT_C_FIND, handle_find, [self.node]),
                     (evt.EVT_C_MOVE, retrieve.handle_move, [self.node]),
-                    (evt.EVT_C_GET, retrieve.handle_get, [self.node])]
+                    (evt.EVT_C_GET, retrieve.handle_get, [self.node]),
+                    (evt.EVT_N_ACTION, commitment.handle_action, [self.node])]
         self.server = ae.start_server((host, port), block=False, evt_handlers=handlers)
         return self.address
 

@@ -20,8 +20,10 @@ def install_deliverers(node: Node) -> None:
     """Register the outbox deliverers of every actor (the outbox worker sends through them)."""
     from xds_registry import forward
     from pix_pdq import notify
+    from dicom_qr import commitment
     forward.install(node.outbox)
     notify.install(node)
+    commitment.install(node)
 
 
 def soap_services(node: Node) -> list[SoapService]:

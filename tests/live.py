@@ -55,3 +55,15 @@ def live_node(settings: Settings, node: Node | None = None):
     finally:
         loop.call_soon_threadsafe(server.request_stop)
         thread.join(30)
+
+
+@contextlib.contextmanager
+def live_with(node: Node, **changes):
+    """A live node on ``node``'s database and data folder with some settings changed."""
+    import dataclasses
+    other = Node(dataclasses.replace(node.settings, **changes), create_schema=False)
+    try:
+        with live_node(other.settings, other) as ln:
+            yield ln
+    finally:
+        other.close()

@@ -4,18 +4,14 @@ hospital's HIS would), and findscu / getscu by the enterprise ID, another hospit
 resident ID number find every hospital's studies of that person."""
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-
 import pytest
 import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
 from dicom_qr.tables import dicom_patient
-from hie.node import Node
 from pix_pdq.tables import identifier as t_id, person as t_person
 from tests.dicom_support import find, instance, run
-from tests.live import live_node
+from tests.live import live_node, live_with
 from tests.mllp_support import MllpClient, resident_id
 from tests.xdsdata import AFFINITY_DOMAIN
 
@@ -39,17 +35,6 @@ def adt(mrn: str, eid: str, idcard: str, name: str = "王^小明") -> bytes:
 def live(node):
     with live_node(node.settings, node) as ln:
         yield ln
-
-
-@contextlib.contextmanager
-def live_with(node, **changes):
-    """A live node on the same database and data folder with other settings."""
-    other = Node(dataclasses.replace(node.settings, **changes), create_schema=False)
-    try:
-        with live_node(other.settings, other) as ln:
-            yield ln
-    finally:
-        other.close()
 
 
 def feed(live, message: bytes) -> None:
