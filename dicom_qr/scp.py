@@ -16,6 +16,7 @@ Services (DICOM PS3.4):
   requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
 - Retrieve (C-MOVE to a peer of HIE_DICOM_PEERS, C-GET over the requester's association;
   Annex C, :mod:`dicom_qr.retrieve`) in both models.
+- Forwarding of what is stored, by rules, through the outbox (:mod:`dicom_qr.forward`).
 - Storage Commitment Push Model (N-ACTION, the N-EVENT-REPORT through the outbox; Annex J,
   :mod:`dicom_qr.commitment`).
 
@@ -42,7 +43,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelMove,
                                   StorageCommitmentPushModel, Verification)
 
-from dicom_qr import attrs, cfind, commitment, patients, retrieve, store
+from dicom_qr import attrs, cfind, commitment, forward, patients, retrieve, store
 from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
@@ -85,13 +86,21 @@ def _store(event, node: Any, ctx: Context) -> int:
     ctx.note(f"{p['patient_id']}^^^{p['issuer']}" if p["issuer"] else p["patient_id"],
              [levels["instance"]["sop_uid"]])
     cache = _LEVELS.setdefault(event.assoc, store.LevelCache())
+    source, key = _requestor(event), (p["patient_id"], p["issuer"])
     try:
-        if not cache.knows(store.dicom_patient, (p["patient_id"], p["issuer"])):
-            p["domain"] = _tie(ds, node, ctx, p["issuer"], _requestor(event))
+        if cache.knows(store.dicom_patient, key):
+            domain = cache.held(store.dicom_patient, key).get("domain", "")
+        else:
+            domain = p["domain"] = _tie(ds, node, ctx, p["issuer"], source)
+        peers = forward.destinations(node.settings, source=source,
+                                     modality=levels["series"]["modality"],
+                                     domains={p["issuer"], domain})
+        sop_uid = levels["instance"]["sop_uid"]
         info = node.blobs.put(event.encoded_dataset(include_meta=True))
         store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
-                     blob_key=info.key, size=info.size, source_ae=_requestor(event),
-                     cache=cache)
+                     blob_key=info.key, size=info.size, source_ae=source, cache=cache,
+                     also=(lambda conn: forward.enqueue(node.outbox, conn, peers, sop_uid))
+                     if peers else None)
     except Exception:  # noqa: BLE001 - storage or database failure: out of resources
         log.exception("C-STORE of %s could not be stored", levels["instance"]["sop_uid"])
         return OUT_OF_RESOURCES
@@ -207,6 +216,7 @@ class DicomListener:
         self.server = None
 
     def start(self, host: str, port: int) -> tuple[str, int]:
+        forward.parse_rules(self.node.settings.dicom_forward)   # a wrong rule stops the start
         ae = application_entity(self.node)
         handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
                     (evt.EVT_C_FIND, handle_find, [self.node]),

@@ -17,7 +17,7 @@ the instance.  What it remembers is taken in only once the unit of work has comm
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -39,6 +39,10 @@ class LevelCache:
 
     def knows(self, table: sa.Table, key: tuple) -> bool:
         return (table.name, key) in self.known
+
+    def held(self, table: sa.Table, key: tuple) -> dict[str, Any]:
+        """What the row of ``key`` is known to hold ({} when not known)."""
+        return self.known.get((table.name, key), (0, {}))[1]
 
     def take(self, written: Known) -> None:
         if len(self.known) + len(written) > self.LIMIT:
@@ -80,9 +84,11 @@ def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: di
 
 def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_key: str,
            size: int, source_ae: str, now: dt.datetime | None = None,
-           cache: LevelCache | None = None) -> int:
+           cache: LevelCache | None = None,
+           also: Callable[[Connection], None] | None = None) -> int:
     """Index one instance (``levels``: :func:`dicom_qr.attrs.index_values`); its row id.
-    ``cache``: the association's :class:`LevelCache`, if it keeps one."""
+    ``cache``: the association's :class:`LevelCache`, if it keeps one; ``also``: more to
+    write in the same unit of work (the outbox rows of forwarding)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     known = cache.known if cache is not None else {}
     for attempt in range(ATTEMPTS):
@@ -102,6 +108,8 @@ def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_
                               "transfer_syntax": transfer_syntax, "blob_key": blob_key,
                               "size": size, "source_ae": source_ae, "received_at": now},
                              {}, {})
+                if also is not None:
+                    also(conn)
         except sa.exc.IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise

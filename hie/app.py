@@ -20,10 +20,11 @@ def install_deliverers(node: Node) -> None:
     """Register the outbox deliverers of every actor (the outbox worker sends through them)."""
     from xds_registry import forward
     from pix_pdq import notify
-    from dicom_qr import commitment
+    from dicom_qr import commitment, forward as dicom_forward
     forward.install(node.outbox)
     notify.install(node)
     commitment.install(node)
+    dicom_forward.install(node)
 
 
 def soap_services(node: Node) -> list[SoapService]:

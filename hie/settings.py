@@ -59,6 +59,7 @@ class Settings:
     dicom_port: int = 11112
     dicom_ae_title: str = "HIE"
     dicom_peers: tuple[Peer, ...] = ()
+    dicom_forward: str = ""  # forwarding rules DEST?key=v|v&key=v,… (dicom_qr.forward)
     dicom_issuers: str = ""  # AE=domain,…: the PatientID domain of a PACS that sends no issuer
     home_community_id: str = ""
     repository_unique_id: str = ""

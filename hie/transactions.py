@@ -108,8 +108,10 @@ DICOM_C_MOVE = Transaction("C-MOVE", "Retrieve (move)", "Query/Retrieve SCP",
                            audit_event="110106^DCM^Export")
 DICOM_C_GET = Transaction("C-GET", "Retrieve (get)", "Query/Retrieve SCP",
                           audit_event="110106^DCM^Export")
+DICOM_FORWARD = Transaction("C-STORE-FWD", "Forwarding (C-STORE as SCU)", "Storage SCU",
+                            audit_event="110106^DCM^Export")
 
 ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_38, ITI_39,
                          ITI_8, ITI_9, ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78,
                          ITI_83, ITI_104, DICOM_C_STORE, DICOM_C_FIND,
-                         DICOM_C_MOVE, DICOM_C_GET)}
+                         DICOM_C_MOVE, DICOM_C_GET, DICOM_FORWARD)}

@@ -1,0 +1,183 @@
+"""Forwarding rules: instances the node receives are sent on by C-STORE (DICOM PS3.4 Annex B, the
+node as Storage SCU) to configured destinations — the municipal front-end machine of
+requirement 002, a long-term archive — through the node's durable outbox (DESIGN.md
+principle 5), so nothing is lost while a destination is down.
+
+``HIE_DICOM_FORWARD`` lists rules separated by commas; a rule is a destination AE title (a
+peer of ``HIE_DICOM_PEERS``) and optional conditions after ``?``, joined by ``&``, each a key
+and ``|``-separated values::
+
+    HIE_DICOM_FORWARD=MUNICIPAL?modality=CT|MR|DX&source=CT_XH,ARCHIVE
+
+- ``source``: the calling AE title that sent the instance;
+- ``modality``: the series' Modality;
+- ``domain``: the patient's identity domain (:mod:`dicom_qr.patients`: the OID, or the
+  IssuerOfPatientID as sent).
+
+An instance matching a rule is queued for its destination in the unit of work that indexes
+it (never for the AE that sent it: no loops).  The deliverer reads what the index holds when
+it runs and sends the stored bytes as they are (the file, not a re-encoding) when the
+destination accepts the transfer syntax they were received in, else the decoded data set in
+an uncompressed syntax the destination took.  A success or warning status (0x0000, 0xB000,
+0xB006, 0xB007) delivers; anything else is retried with the outbox's back-off.  An instance
+no longer held is a permanent failure.  Each sending is audited (PS3.15 A.5 110106 Export).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+import sqlalchemy as sa
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import _config as pynetdicom_config, build_context
+from sqlalchemy.engine import Connection
+
+from dicom_qr.tables import dicom_instance as I, dicom_patient as P
+from dicom_qr.tables import dicom_series as SE, dicom_study as ST
+from hie.blobs import BlobNotFound
+from hie.context import SERIOUS_FAILURE, Context
+from hie.outbox import DeliveryError, Message
+from hie.settings import Peer
+from hie.transactions import DICOM_FORWARD
+
+log = logging.getLogger("dicom_qr.forward")
+
+KIND = "dicom-forward"
+DELIVERED = {0x0000, 0xB000, 0xB006, 0xB007}
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+# send a stored file's data set as it is, not decoded and encoded again (pynetdicom reads the
+# File Meta Information for the transfer syntax and sends the bytes after it)
+pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+
+
+@dataclass(frozen=True)
+class Rule:
+    destination: str
+    conditions: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def matches(self, facts: dict[str, set[str]]) -> bool:
+        return all(facts.get(k, set()) & wanted for k, wanted in self.conditions.items())
+
+
+KEYS = ("source", "modality", "domain")
+
+
+@functools.lru_cache(maxsize=8)
+def parse_rules(setting: str) -> tuple[Rule, ...]:
+    """The rules of ``HIE_DICOM_FORWARD``; ValueError names what is wrong (the listener checks
+    them when it starts)."""
+    rules = []
+    for text in (setting or "").split(","):
+        text = text.strip()
+        if not text:
+            continue
+        dest, _, conds = text.partition("?")
+        conditions: dict[str, frozenset[str]] = {}
+        for cond in filter(None, conds.split("&")):
+            key, sep, values = cond.partition("=")
+            if not sep or key.strip() not in KEYS:
+                raise ValueError(f"forwarding rule {text!r}: {cond!r} is not one of "
+                                 f"{'|'.join(KEYS)}=value")
+            conditions[key.strip()] = frozenset(v.strip() for v in values.split("|")
+                                                if v.strip())
+        rules.append(Rule(dest.strip(), conditions))
+    return tuple(rules)
+
+
+def destinations(settings: Any, *, source: str, modality: str, domains: set[str]) -> list[Peer]:
+    """The peers an instance with these facts is forwarded to (not its sender)."""
+    if not settings.dicom_forward:
+        return []
+    peers = {p.ae_title: p for p in settings.dicom_peers}
+    facts = {"source": {source}, "modality": {modality}, "domain": domains - {""}}
+    out = []
+    for rule in parse_rules(settings.dicom_forward):
+        peer = peers.get(rule.destination)
+        if peer is None:
+            log.warning("forwarding rule to %s: not a peer of HIE_DICOM_PEERS", rule.destination)
+            continue
+        if peer.ae_title != source and peer not in out and rule.matches(facts):
+            out.append(peer)
+    return out
+
+
+def enqueue(outbox: Any, conn: Connection, peers: list[Peer], sop_uid: str) -> None:
+    """Queue ``sop_uid`` for each of ``peers`` in the caller's unit of work."""
+    for peer in peers:
+        outbox.enqueue(conn, KIND, f"{peer.ae_title}@{peer.host}:{peer.port}",
+                       json.dumps({"sop_uid": sop_uid}).encode())
+
+
+def _held(conn: Connection, sop_uid: str):
+    return conn.execute(
+        sa.select(I.c.sop_class, I.c.transfer_syntax, I.c.blob_key, P.c.patient_id, P.c.issuer)
+        .select_from(I.join(SE, I.c.series_pk == SE.c.id).join(ST, SE.c.study_pk == ST.c.id)
+                     .join(P, ST.c.patient_pk == P.c.id))
+        .where(I.c.sop_uid == sop_uid)).first()
+
+
+def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None) -> int:
+    """C-STORE one held instance to ``peer`` on an association of its own; the status."""
+    from dicom_qr.scp import NodeAE
+
+    with node.db.read() as conn:
+        row = _held(conn, sop_uid)
+    if row is None:
+        raise DeliveryError(f"{sop_uid} is no longer held", permanent=True)
+    if ctx is not None:
+        ctx.note(f"{row.patient_id}^^^{row.issuer}" if row.issuer else row.patient_id)
+    try:
+        path = node.blobs.path(row.blob_key)
+    except BlobNotFound:
+        raise DeliveryError(f"the bytes of {sop_uid} are lost", permanent=True) from None
+    ae = NodeAE(ae_title=node.settings.dicom_ae_title)
+    syntaxes = list(dict.fromkeys([row.transfer_syntax, *UNCOMPRESSED]))
+    ae.requested_contexts = [build_context(row.sop_class, syntaxes)]
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    if not assoc.is_established:
+        raise DeliveryError(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    try:
+        taken = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+                 if cx.abstract_syntax == row.sop_class}
+        if not taken:
+            raise DeliveryError(f"{peer.ae_title} takes no {row.sop_class}")
+        # the file as stored when the syntax it came in is taken; else pynetdicom encodes the
+        # decoded data set in an uncompressed syntax the peer took
+        what = path if row.transfer_syntax in taken else pydicom.dcmread(path)
+        status = assoc.send_c_store(what)
+    finally:
+        assoc.release()
+    return int(getattr(status, "Status", -1)) if status else -1
+
+
+def deliver(node: Any, msg: Message) -> None:
+    """The outbox deliverer of :data:`KIND`, audited as an export (110106)."""
+    job = json.loads(msg.payload)
+    peer = Peer.parse(msg.destination)
+    ctx, started = Context(node, DICOM_FORWARD, principal=node.settings.dicom_ae_title), \
+        time.perf_counter()
+    ctx.extra["destination"] = msg.destination
+    ctx.note(None, [job["sop_uid"]])
+    try:
+        code = send(node, peer, job["sop_uid"], ctx)
+        if code not in DELIVERED:
+            raise DeliveryError(f"C-STORE to {msg.destination}: "
+                                + (f"status 0x{code:04X}" if code >= 0 else "no answer"))
+    except Exception as exc:
+        ctx.fail(SERIOUS_FAILURE, str(exc)[:200])
+        raise
+    finally:
+        ctx.finish(time.perf_counter() - started)
+
+
+def install(node: Any) -> None:
+    node.outbox.register(KIND, functools.partial(deliver, node))
+
+
+__all__ = ["KIND", "Rule", "parse_rules", "destinations", "enqueue", "send", "deliver",
+           "install"]
