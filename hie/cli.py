@@ -7,6 +7,8 @@
     hie mpi estimate [--relink]
     hie mpi reindex              file every person again under the current blocking keys
                                estimate the patient index's matching model from its feeds
+    hie dicom sync --from AE@host:port [--patient|--study|--since]
+                               back-fill from a PACS: C-MOVE what the index lacks
 """
 from __future__ import annotations
 
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mpi)
     from conformance.cli import add_parser as add_conformance
     add_conformance(sub)
+    from dicom_qr.cli import add_parser as add_dicom
+    add_dicom(sub)
     return p
 
 
