@@ -33,10 +33,9 @@ from typing import Any
 
 import pydicom
 import sqlalchemy as sa
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import _config as pynetdicom_config, build_context
 from sqlalchemy.engine import Connection
 
+from dicom_qr.association import sending_contexts
 from dicom_qr.tables import dicom_instance as I, dicom_patient as P
 from dicom_qr.tables import dicom_series as SE, dicom_study as ST
 from hie.blobs import BlobNotFound
@@ -49,10 +48,6 @@ log = logging.getLogger("dicom_qr.forward")
 
 KIND = "dicom-forward"
 DELIVERED = {0x0000, 0xB000, 0xB006, 0xB007}
-UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-# send a stored file's data set as it is, not decoded and encoded again (pynetdicom reads the
-# File Meta Information for the transfer syntax and sends the bytes after it)
-pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
 
 
 @dataclass(frozen=True)
@@ -136,8 +131,7 @@ def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None) -> int
     except BlobNotFound:
         raise DeliveryError(f"the bytes of {sop_uid} are lost", permanent=True) from None
     ae = NodeAE(ae_title=node.settings.dicom_ae_title)
-    syntaxes = list(dict.fromkeys([row.transfer_syntax, *UNCOMPRESSED]))
-    ae.requested_contexts = [build_context(row.sop_class, syntaxes)]
+    ae.requested_contexts = sending_contexts([(row.sop_class, row.transfer_syntax)])
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
         raise DeliveryError(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
