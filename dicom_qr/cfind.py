@@ -252,10 +252,15 @@ def _counts(conn: Connection, level: str, row_id: int, wanted: set[str]) -> dict
 _ATTR = {kw: (f"{KEYS[kw][1].table.name}__{KEYS[kw][1].name}") for kw in KEYS}
 
 
-def answers(conn: Connection, q: Query, ae_title: str) -> Iterator[Dataset]:
-    """The identifiers answering ``q``, one per matching row of its level."""
+def answers(conn: Connection, q: Query, ae_title: str, *, limit: int | None = None,
+            offset: int = 0) -> Iterator[Dataset]:
+    """The identifiers answering ``q``, one per matching row of its level (QIDO-RS pages them
+    with ``limit`` / ``offset``)."""
     wanted = set(q.returned)
-    for row in conn.execute(statement(through_index(conn, q))).mappings():
+    stmt = statement(through_index(conn, q))
+    if limit is not None or offset:
+        stmt = stmt.limit(limit).offset(offset)
+    for row in conn.execute(stmt).mappings():
         ds = Dataset()
         texts: list[str] = []
         ds.QueryRetrieveLevel = q.level

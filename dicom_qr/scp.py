@@ -43,7 +43,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelMove,
                                   StorageCommitmentPushModel, Verification)
 
-from dicom_qr import attrs, cfind, commitment, forward, patients, retrieve, store
+from dicom_qr import cfind, commitment, forward, receive, retrieve, store
 from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
@@ -51,8 +51,7 @@ from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 log = logging.getLogger("dicom_qr.scp")
 
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
-CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0xC000, 0xA700
-REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+CANNOT_UNDERSTAND = receive.CANNOT_UNDERSTAND
 # the level rows each open association has written (dicom_qr.store.LevelCache)
 _LEVELS: "weakref.WeakKeyDictionary[Any, store.LevelCache]" = weakref.WeakKeyDictionary()
 
@@ -68,52 +67,16 @@ def handle_store(event, node: Any) -> int:
 
 
 def _store(event, node: Any, ctx: Context) -> int:
-    """Keep the bytes as received, index them; the status."""
+    """Keep the bytes as received, index them (:func:`dicom_qr.receive.accept`); the status."""
     try:
         ds = event.dataset
-        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
-        if missing:
-            log.warning("C-STORE from %s refused: no %s", _requestor(event), ", ".join(missing))
-            return CANNOT_UNDERSTAND
-        levels = attrs.index_values(ds)
     except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
         log.warning("C-STORE from %s refused: cannot decode the data set: %s",
                     _requestor(event), exc)
-        return CANNOT_UNDERSTAND
-    p = levels["patient"]
-    p["issuer"] = p["issuer"] or patients.issuer_for(_requestor(event),
-                                                     node.settings.dicom_issuers)
-    ctx.note(f"{p['patient_id']}^^^{p['issuer']}" if p["issuer"] else p["patient_id"],
-             [levels["instance"]["sop_uid"]])
-    cache = _LEVELS.setdefault(event.assoc, store.LevelCache())
-    source, key = _requestor(event), (p["patient_id"], p["issuer"])
-    try:
-        if cache.knows(store.dicom_patient, key):
-            domain = cache.held(store.dicom_patient, key).get("domain", "")
-        else:
-            domain = p["domain"] = _tie(ds, node, ctx, p["issuer"], source)
-        peers = forward.destinations(node.settings, source=source,
-                                     modality=levels["series"]["modality"],
-                                     domains={p["issuer"], domain})
-        sop_uid = levels["instance"]["sop_uid"]
-        info = node.blobs.put(event.encoded_dataset(include_meta=True))
-        store.record(node.db, levels, transfer_syntax=str(event.context.transfer_syntax),
-                     blob_key=info.key, size=info.size, source_ae=source, cache=cache,
-                     also=(lambda conn: forward.enqueue(node.outbox, conn, peers, sop_uid))
-                     if peers else None)
-    except Exception:  # noqa: BLE001 - storage or database failure: out of resources
-        log.exception("C-STORE of %s could not be stored", levels["instance"]["sop_uid"])
-        return OUT_OF_RESOURCES
-    return SUCCESS
-
-
-def _tie(ds, node: Any, ctx: Context, issuer: str, calling_ae: str) -> str:
-    """The patient's domain in the patient index, once tied to it (:mod:`dicom_qr.patients`);
-    "" when the instance names no domain."""
-    ids = patients.identifiers(ds, issuer)
-    if not ids:
-        return ""
-    return patients.tie(ctx, ids, patients.demographics(ds), f"DICOM {calling_ae}")[1]
+        return receive.CANNOT_UNDERSTAND
+    return receive.accept(node, ctx, ds, lambda: event.encoded_dataset(include_meta=True),
+                          str(event.context.transfer_syntax), _requestor(event),
+                          _LEVELS.setdefault(event.assoc, store.LevelCache())).status
 
 
 def handle_find(event, node: Any):

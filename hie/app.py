@@ -106,9 +106,11 @@ def create_app(node: Node) -> Starlette:
 
     from pix_pdq import admin as mpi_admin
     from pix_pdq import fhir_service
+    from dicom_qr import dicomweb
     routes: list = [Route("/healthz", healthz), Route("/metrics", metrics)]
     routes.extend(mpi_admin.routes(node))
     routes.extend(fhir_service.routes(node))
+    routes.extend(dicomweb.routes(node))
     if node.settings.bench_endpoints:
         routes.extend(bench_routes())
     for service in soap_services(node):

@@ -1,0 +1,85 @@
+"""One instance received, whatever carried it — a C-STORE (DICOM PS3.4 Annex B) or a STOW-RS part
+(PS3.18 10.5): the checks, the patient's tie to the patient index (:mod:`dicom_qr.patients`),
+the bytes kept as received in the node's store, the index rows (:mod:`dicom_qr.store`) and the
+forwarding rows of the outbox (:mod:`dicom_qr.forward`) in one unit of work.
+
+The outcome is a DICOM status with a reason: 0x0000; 0xC000 "cannot understand" for a data
+set without its SOP Class / SOP Instance / Study / Series UIDs or that cannot be decoded;
+0xA700 "out of resources" when the bytes or the rows cannot be written (nothing half-written:
+the rows are one unit of work, and a blob no row names is content-addressed, harmless).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydicom.dataset import Dataset
+
+from dicom_qr import attrs, forward, patients, store
+from hie.context import Context
+
+log = logging.getLogger("dicom_qr.receive")
+
+SUCCESS, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA700
+REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    reason: str = ""
+    sop_class: str = ""
+    sop_uid: str = ""
+    study_uid: str = ""
+
+
+def accept(node: Any, ctx: Context, ds: Dataset, data: Callable[[], bytes], syntax: str,
+           source: str, cache: store.LevelCache | None = None) -> Outcome:
+    """Keep and index one instance (``data``: its bytes as received, File Meta Information
+    first, asked for only once the data set has passed its checks)."""
+    try:
+        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
+        if missing:
+            log.warning("instance from %s refused: no %s", source, ", ".join(missing))
+            return Outcome(CANNOT_UNDERSTAND, f"no {', '.join(missing)}")
+        levels = attrs.index_values(ds)
+    except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
+        log.warning("instance from %s refused: cannot decode the data set: %s", source, exc)
+        return Outcome(CANNOT_UNDERSTAND, "the data set cannot be decoded")
+    p, inst = levels["patient"], levels["instance"]
+    done = Outcome(SUCCESS, "", inst["sop_class"], inst["sop_uid"], levels["study"]["study_uid"])
+    p["issuer"] = p["issuer"] or patients.issuer_for(source, node.settings.dicom_issuers)
+    ctx.note(f"{p['patient_id']}^^^{p['issuer']}" if p["issuer"] else p["patient_id"],
+             [inst["sop_uid"]])
+    cache = cache if cache is not None else store.LevelCache()
+    key = (p["patient_id"], p["issuer"])
+    try:
+        if cache.knows(store.dicom_patient, key):
+            domain = cache.held(store.dicom_patient, key).get("domain", "")
+        else:
+            domain = p["domain"] = _tie(ds, ctx, p["issuer"], source)
+        peers = forward.destinations(node.settings, source=source,
+                                     modality=levels["series"]["modality"],
+                                     domains={p["issuer"], domain})
+        info = node.blobs.put(data())
+        store.record(node.db, levels, transfer_syntax=syntax, blob_key=info.key,
+                     size=info.size, source_ae=source, cache=cache,
+                     also=(lambda conn: forward.enqueue(node.outbox, conn, peers,
+                                                        inst["sop_uid"])) if peers else None)
+    except Exception:  # noqa: BLE001 - storage or database failure: out of resources
+        log.exception("instance %s could not be stored", inst["sop_uid"])
+        return Outcome(OUT_OF_RESOURCES, "it could not be stored", done.sop_class,
+                       done.sop_uid, done.study_uid)
+    return done
+
+
+def _tie(ds: Dataset, ctx: Context, issuer: str, source: str) -> str:
+    """The patient's domain in the patient index, once tied to it; "" when none is named."""
+    ids = patients.identifiers(ds, issuer)
+    if not ids:
+        return ""
+    return patients.tie(ctx, ids, patients.demographics(ds), f"DICOM {source}")[1]
+
+
+__all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "accept"]
