@@ -43,7 +43,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelMove,
                                   StorageCommitmentPushModel, Verification)
 
-from dicom_qr import cfind, commitment, forward, receive, retrieve, store
+from dicom_qr import cfind, commitment, forward, receive, retrieve, store, xdsi
 from dicom_qr.association import context as _context, requestor as _requestor
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
@@ -177,6 +177,7 @@ class DicomListener:
     def __init__(self, node: Any):
         self.node = node
         self.server = None
+        self.publisher = xdsi.Publisher(node)     # XDS-I.b manifests of quiet studies
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         forward.parse_rules(self.node.settings.dicom_forward)   # a wrong rule stops the start
@@ -187,6 +188,7 @@ class DicomListener:
                     (evt.EVT_C_GET, retrieve.handle_get, [self.node]),
                     (evt.EVT_N_ACTION, commitment.handle_action, [self.node])]
         self.server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        self.publisher.start()
         return self.address
 
     @property
@@ -194,6 +196,7 @@ class DicomListener:
         return self.server.server_address[:2]
 
     def stop(self) -> None:
+        self.publisher.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server = None

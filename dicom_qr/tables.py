@@ -83,4 +83,17 @@ dicom_instance = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-__all__ = ["dicom_patient", "dicom_study", "dicom_series", "dicom_instance"]
+# XDS-I.b (dicom_qr.xdsi): the KOS manifest registered for each study, to replace it when the
+# study changes; ``status`` published | waiting (no affinity-domain ID yet) | failed
+dicom_manifest = sa.Table(
+    "dicom_manifest", metadata,
+    sa.Column("study_uid", sa.String(64), primary_key=True),
+    sa.Column("kos_uid", sa.String(64), nullable=False, server_default=""),
+    sa.Column("entry_uuid", sa.String(64), nullable=False, server_default=""),
+    sa.Column("instances", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("attempted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+__all__ = ["dicom_patient", "dicom_study", "dicom_series", "dicom_instance", "dicom_manifest"]

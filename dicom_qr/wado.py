@@ -102,12 +102,12 @@ def multipart(parts: list[Part], mark: str) -> Iterator[bytes]:
                 while chunk := f.read(CHUNK):
                     yield chunk
         else:
-            yield _reencoded(part.path, part.syntax)
+            yield reencoded(part.path, part.syntax)
         yield b"\r\n"
     yield f"--{mark}--\r\n".encode("ascii")
 
 
-def _reencoded(path: Path, syntax: str) -> bytes:
+def reencoded(path: Path, syntax: str) -> bytes:
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = syntax
     buf = io.BytesIO()
@@ -216,4 +216,4 @@ def rendered_media(accept: str) -> str:
 
 
 __all__ = ["ANY", "NotAcceptable", "CannotRender", "Part", "wanted_syntax", "plan", "boundary",
-           "multipart", "metadata", "rendered", "rendered_media"]
+           "multipart", "reencoded", "metadata", "rendered", "rendered_media"]

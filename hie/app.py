@@ -32,7 +32,8 @@ def soap_services(node: Node) -> list[SoapService]:
     from xds_repository.service import OPERATIONS as REPOSITORY
     from pix_pdq.v3_service import PDQ_OPERATIONS, PIX_OPERATIONS
     from hie import gateway
-    from hie.transactions import ITI_18, ITI_38, ITI_39, ITI_43
+    from hie.transactions import ITI_18, ITI_38, ITI_39, ITI_43, RAD_69
+    from dicom_qr import rad69
     from xds_registry import query_find as F
     patient_queries = (F.FIND_DOCUMENTS, F.FIND_DOCUMENTS_BY_REFERENCE_ID,
                        F.FIND_SUBMISSION_SETS, F.FIND_FOLDERS, F.GET_ALL)
@@ -45,6 +46,9 @@ def soap_services(node: Node) -> list[SoapService]:
                                                   patient_queries))}),
         SoapService(node, "/xca/retrieve", "RespondingGateway_Retrieve", {
             ITI_39.action: (ITI_39, gateway.retrieve(REPOSITORY[ITI_43.action][1]))}),
+        # XDS-I.b Imaging Document Source: RAD-69 for the instances of its KOS manifests
+        SoapService(node, "/xds/imaging", "ImagingDocumentSource", {
+            RAD_69.action: (RAD_69, rad69.handle)}),
     ]
     if PIX_OPERATIONS:
         services.append(SoapService(node, "/pix", "PIXManager", PIX_OPERATIONS, soap11=True))

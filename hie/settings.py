@@ -60,6 +60,7 @@ class Settings:
     dicom_ae_title: str = "HIE"
     dicom_peers: tuple[Peer, ...] = ()
     dicom_forward: str = ""  # forwarding rules DEST?key=v|v&key=v,… (dicom_qr.forward)
+    dicom_xdsi_quiet: int = 600  # seconds a study stays unchanged before its XDS-I manifest
     dicom_issuers: str = ""  # AE=domain,…: the PatientID domain of a PACS that sends no issuer
     home_community_id: str = ""
     repository_unique_id: str = ""
@@ -99,6 +100,7 @@ _CONVERT = {
     "http_port": int,
     "mllp_port": int,
     "dicom_port": int,
+    "dicom_xdsi_quiet": int,
     "validate_patient_id": _bool,
     "pix_auto_domains": _bool,
     "max_query_results": int,

@@ -117,9 +117,13 @@ WADO_RS = Transaction("WADO-RS", "Retrieve (DICOMweb)", "Image Manager",
                       audit_event="110106^DCM^Export")
 STOW_RS = Transaction("STOW-RS", "Store (DICOMweb)", "Image Manager",
                       audit_event="110104^DCM^DICOM Instances Transferred")
+RAD_69 = Transaction("RAD-69", "Retrieve Imaging Document Set", "Imaging Document Source",
+                     "urn:ihe:rad:2009:RetrieveImagingDocumentSet",
+                     "urn:ihe:iti:2007:RetrieveDocumentSetResponse",
+                     audit_event="110106^DCM^Export")
 
 ALL = {t.id: t for t in (ITI_18, ITI_42, ITI_57, ITI_62, ITI_51, ITI_41, ITI_43, ITI_38, ITI_39,
                          ITI_8, ITI_9, ITI_21, ITI_44, ITI_45, ITI_46, ITI_47, ITI_10, ITI_78,
                          ITI_83, ITI_104, DICOM_C_STORE, DICOM_C_FIND,
                          DICOM_C_MOVE, DICOM_C_GET, DICOM_FORWARD, QIDO_RS,
-                         WADO_RS, STOW_RS)}
+                         WADO_RS, STOW_RS, RAD_69)}
