@@ -6,7 +6,9 @@ Prints JSON lines (one per measurement, with the machine's core count):
   association, and over ``--clients`` parallel associations (another set of instances);
 - ``cfind``: C-FIND STUDY latency (p50 / p99 ms, pynetdicom SCU on one association) by
   PatientID and by a PatientName wildcard, once ``--index`` instances are indexed;
-- ``cmove``: instances/s moving a study of ``--move-instances`` to a DCMTK storescp.
+- ``cmove``: instances/s moving a study of ``--move-instances`` to a DCMTK storescp;
+- ``cstore`` of ``pynetdicom-floor``: the same C-STOREs to a pynetdicom AE that stores nothing
+  — the ceiling of any listener built on pynetdicom, the node's included.
 
 Targets (issue 5): C-STORE ≥ 1.5 × Orthanc's throughput, C-FIND ≤ 0.5 × its latency.
 Every client and server runs without Nagle's algorithm (TCP_NODELAY; DCMTK and Orthanc
@@ -207,6 +209,27 @@ def move_rate(name: str, ae: str, host: str, port: int, study: str, count: int,
          instances_per_s=round(got / seconds, 1), exit=done.returncode)
 
 
+class TransportFloor:
+    """pynetdicom's own ceiling: an AE on the node's transport (TCP_NODELAY, every storage SOP
+    class) whose C-STORE handler answers Success at once, storing nothing.  What the node's
+    C-STORE can approach while its listener runs on pynetdicom."""
+
+    def __init__(self):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+        from dicom_qr.scp import NodeAE
+        ae = NodeAE(ae_title="FLOOR")
+        ae.maximum_pdu_size = 0
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, lambda event: 0x0000)])
+        self.ae, self.host, self.port = "FLOOR", "127.0.0.1", self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--instances", type=int, default=2000, help="C-STORE set size (each)")
@@ -218,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--move-instances", type=int, default=500)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--only", choices=("hie", "orthanc"), help="one server only")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the pynetdicom transport floor (a C-STORE SCP that stores nothing)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hie-bench-dicom-"))
@@ -252,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "orthanc"):
             orth = Orthanc(work / "orthanc", ("DEST", "127.0.0.1", dest_port))
             servers.append(("orthanc", orth.ae, orth.host, orth.port, orth, None))
+        if not args.no_floor:
+            floor = TransportFloor()
+            try:
+                store_rate("pynetdicom-floor", floor.ae, floor.host, floor.port, one)
+                store_rate("pynetdicom-floor", floor.ae, floor.host, floor.port, many)
+            finally:
+                floor.stop()
         for name, ae, host, port, proc, pg in servers:
             store_rate(name, ae, host, port, one)
             store_rate(name, ae, host, port, many)
