@@ -9,7 +9,7 @@ Services (DICOM PS3.4):
   baseline / extended / lossless, JPEG-LS, JPEG 2000, RLE, …): the instance is kept
   **byte for byte as received** — the File Meta Information (PS3.10 7.1) before the data set
   exactly as it came over the association — in the node's blob store, and indexed
-  (:mod:`dicom_qr.store`).  Status 0x0000; 0xC000 "cannot understand" for a data set without
+  (:mod:`dicom_qr.receive`).  Status 0x0000; 0xC000 "cannot understand" for a data set without
   its UIDs or that cannot be decoded; 0xA700 "out of resources" when it cannot be stored.
 - Query (C-FIND, Annex C) in the Patient Root and Study Root information models
   (:mod:`dicom_qr.cfind`): a pending 0xFF00 per match, 0x0000 at the end, 0xFE00 when the

@@ -2,6 +2,7 @@
 the same names), small instances written as PS3.10 files, findscu answers read back."""
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -69,3 +70,10 @@ def find(live, folder: Path, *keys: str, model: str = "-S") -> list[Dataset]:
     done = run("findscu", *args, host, str(port))
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (a peer started later, or one that stays down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,7 +6,6 @@ down.  Malformed requests get their N-ACTION failure status."""
 from __future__ import annotations
 
 import queue
-import socket
 import time
 
 import pytest
@@ -18,16 +17,10 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from hie.settings import Peer
 from hie.tables import outbox as t_outbox
-from tests.dicom_support import CT, SC, instance, run
+from tests.dicom_support import CT, SC, free_port, instance, run
 from tests.live import live_with
 
 WELL_KNOWN = "1.2.840.10008.1.20.1.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Modality:
@@ -101,14 +94,19 @@ def stored(live, tmp_path, n: int = 2) -> list[tuple[str, str]]:
     return [(CT, str(pydicom.dcmread(p).SOPInstanceUID)) for p in paths]
 
 
-def test_every_instance_held_is_reported_committed(live, tmp_path, modality_port):
-    refs = stored(live, tmp_path)
-    modality = Modality(modality_port).start()
+def commit(live, port: int, refs, **kw):
+    """N-ACTION (accepted), then the report the modality listening on ``port`` receives."""
+    modality = Modality(port).start()
     try:
-        assert n_action(live, refs) == 0x0000
-        event_type, info, caller = modality.reports.get(timeout=20)
+        assert n_action(live, refs, **kw) == 0x0000
+        return modality.reports.get(timeout=20)
     finally:
         modality.stop()
+
+
+def test_every_instance_held_is_reported_committed(live, tmp_path, modality_port):
+    refs = stored(live, tmp_path)
+    event_type, info, caller = commit(live, modality_port, refs)
     assert event_type == 1 and caller == live.settings.dicom_ae_title
     assert [(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID)
             for i in info.ReferencedSOPSequence] == refs
@@ -120,12 +118,8 @@ def test_missing_and_mismatched_instances_are_reported_failed(live, tmp_path, mo
     refs = stored(live, tmp_path)
     unknown = (CT, generate_uid())
     wrong_class = (SC, refs[1][1])
-    modality = Modality(modality_port).start()
-    try:
-        assert n_action(live, [refs[0], unknown, wrong_class], transaction="1.2.3.99") == 0
-        event_type, info, _ = modality.reports.get(timeout=20)
-    finally:
-        modality.stop()
+    event_type, info, _ = commit(live, modality_port, [refs[0], unknown, wrong_class],
+                                 transaction="1.2.3.99")
     assert event_type == 2 and info.TransactionUID == "1.2.3.99"
     assert [i.ReferencedSOPInstanceUID for i in info.ReferencedSOPSequence] == [refs[0][1]]
     failed = {i.ReferencedSOPInstanceUID: i.FailureReason for i in info.FailedSOPSequence}
@@ -138,12 +132,7 @@ def test_a_lost_blob_is_not_committed(live, tmp_path, modality_port):
     with live.node.db.read() as c:
         key = c.execute(sa.select(dicom_instance.c.blob_key)).scalar_one()
     live.node.blobs.path(key).unlink()
-    modality = Modality(modality_port).start()
-    try:
-        assert n_action(live, refs) == 0
-        event_type, info, _ = modality.reports.get(timeout=20)
-    finally:
-        modality.stop()
+    event_type, info, _ = commit(live, modality_port, refs)
     assert event_type == 2 and info.FailedSOPSequence[0].FailureReason == 0x0112
 
 

@@ -5,7 +5,6 @@ nothing goes back to its sender, a destination that is down gets it once it is u
 and each sending is audited."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,14 +17,8 @@ from pydicom.uid import generate_uid
 from dicom_qr import forward
 from hie.settings import Peer
 from hie.tables import audit_event as t_audit, outbox as t_outbox
-from tests.dicom_support import DCMTK, instance, run
+from tests.dicom_support import DCMTK, free_port, instance, run
 from tests.live import live_with
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StoreSCP:

@@ -6,7 +6,6 @@ rejected with its reason; a summary and the exit status."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from pydicom.uid import generate_uid
 from dicom_qr import convert, importer
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_study
 from hie.settings import Peer
-from tests.dicom_support import instance
+from tests.dicom_support import free_port, instance
 from tests.live import live_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,9 +182,7 @@ def test_conversion_needs_a_patient_and_a_node_that_answers(live, tmp_path):
     image(tmp_path / "a.png", "PNG")
     done = _cli(live, str(tmp_path / "a.png"))
     assert done.returncode == 1 and "--patient-id" in done.stdout
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     down = _cli(live, str(tmp_path / "a.png"), "--patient-id", "X1",
                 "--node", f"HIE@127.0.0.1:{dead}")
     assert down.returncode == 2 and "no association" in down.stderr

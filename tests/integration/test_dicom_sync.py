@@ -5,7 +5,6 @@ holds entirely is left alone; the command prints a summary and exits 0 / 1 / 2."
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,10 @@ from pydicom.uid import generate_uid
 
 from dicom_qr import sync
 from hie.settings import Peer
-from tests.dicom_support import DCMTK, instance, run
+from tests.dicom_support import DCMTK, free_port, instance, run
 from tests.live import live_node
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
