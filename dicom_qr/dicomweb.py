@@ -158,7 +158,7 @@ class DicomWeb:
                 body = await run_in_threadpool(wado.rendered, found[0][1], frame, media)
             except wado.CannotRender as exc:
                 ctx.fail(SERIOUS_FAILURE, str(exc))
-                return _text(400 if "frame" in str(exc) else 406, str(exc))
+                return _text(exc.status, str(exc))
             return Response(body, media_type=media)
         finally:
             ctx.finish(time.perf_counter() - started)

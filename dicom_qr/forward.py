@@ -84,6 +84,16 @@ def parse_rules(setting: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def check(settings: Any) -> None:
+    """ValueError when a rule cannot be read or names a destination that is not a peer of
+    ``HIE_DICOM_PEERS`` (the listener checks this when it starts)."""
+    peers = {p.ae_title for p in settings.dicom_peers}
+    for rule in parse_rules(settings.dicom_forward):
+        if rule.destination not in peers:
+            raise ValueError(f"forwarding rule to {rule.destination}: not a peer of "
+                             "HIE_DICOM_PEERS")
+
+
 def destinations(settings: Any, *, source: str, modality: str, domains: set[str]) -> list[Peer]:
     """The peers an instance with these facts is forwarded to (not its sender)."""
     if not settings.dicom_forward:
@@ -92,11 +102,9 @@ def destinations(settings: Any, *, source: str, modality: str, domains: set[str]
     facts = {"source": {source}, "modality": {modality}, "domain": domains - {""}}
     out = []
     for rule in parse_rules(settings.dicom_forward):
-        peer = peers.get(rule.destination)
-        if peer is None:
-            log.warning("forwarding rule to %s: not a peer of HIE_DICOM_PEERS", rule.destination)
-            continue
-        if peer.ae_title != source and peer not in out and rule.matches(facts):
+        peer = peers.get(rule.destination)          # every one is, once check() passed
+        if peer is not None and peer.ae_title != source and peer not in out and \
+                rule.matches(facts):
             out.append(peer)
     return out
 
@@ -173,5 +181,5 @@ def install(node: Any) -> None:
     node.outbox.register(KIND, functools.partial(deliver, node))
 
 
-__all__ = ["KIND", "Rule", "parse_rules", "destinations", "enqueue", "send", "deliver",
+__all__ = ["KIND", "Rule", "parse_rules", "check", "destinations", "enqueue", "send", "deliver",
            "install"]

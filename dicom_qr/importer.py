@@ -30,13 +30,13 @@ from pydicom.dataset import Dataset
 
 from dicom_qr import convert as C
 from dicom_qr.association import context_count, sending_contexts
+from dicom_qr.retrieve import MAX_CONTEXTS
 from hie.settings import Peer
 
 log = logging.getLogger("dicom_qr.importer")
 
 DIRECTORY = "1.2.840.10008.1.3.10"          # Media Storage Directory Storage (DICOMDIR)
 DELIVERED = {0x0000, 0xB000, 0xB006, 0xB007}
-MAX_CONTEXTS = 128
 
 
 class ImportFailure(Exception):

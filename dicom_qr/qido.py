@@ -39,6 +39,10 @@ DEFAULTS = {
 }
 # what a study's or a series' answers below it also carry (Tables 10.6.3-4, -5)
 ABOVE = {"SERIES": ["StudyInstanceUID"], "IMAGE": ["StudyInstanceUID", "SeriesInstanceUID"]}
+# a search for series or instances not under a study also returns the study's attributes, one
+# for instances not under a series the series' (Tables 10.6.3-4, -5)
+STUDY_OF = DEFAULTS["STUDY"][:10]                  # without the study's counts
+SERIES_OF = DEFAULTS["SERIES"][:4]                 # without the series' count
 PARAMETERS = {"includefield", "fuzzymatching", "limit", "offset"}
 MAX_LIMIT = 10_000
 
@@ -77,10 +81,10 @@ def search(resource: str, params: Iterable[tuple[str, str]], study: str | None =
     params = list(params)
     level = LEVEL[resource]
     returned = list(DEFAULTS[level]) + ABOVE.get(level, [])
-    if level != "STUDY":
-        returned += DEFAULTS["STUDY"][:10] if study is None else []
+    if level != "STUDY" and study is None:
+        returned += STUDY_OF
     if level == "IMAGE" and series is None:
-        returned += DEFAULTS["SERIES"][:4]
+        returned += SERIES_OF
     q = cfind.Query(cfind.STUDY_ROOT, level, charset=["ISO_IR 192"])
     out = Search(q, _number(params, "limit", max_results), _number(params, "offset", 0))
     out.limit = min(out.limit, max_results)

@@ -25,13 +25,12 @@ from typing import Any, Iterator
 
 import pydicom
 import sqlalchemy as sa
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context
 from pynetdicom.sop_class import Verification
 from sqlalchemy.engine import Connection
 
 from dicom_qr import cfind
-from dicom_qr.association import context as _context
+from dicom_qr.association import context as _context, sending_contexts
 from dicom_qr.tables import dicom_instance as I
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_GET, DICOM_C_MOVE
@@ -41,6 +40,7 @@ log = logging.getLogger("dicom_qr.retrieve")
 MOVE_DESTINATION_UNKNOWN = 0xA801
 PENDING = 0xFF00
 CANNOT_UNDERSTAND = 0xC000
+MAX_CONTEXTS = 128
 
 
 @dataclass(frozen=True)
@@ -98,19 +98,10 @@ def _subops(found: list[Stored] | None, status: int | None, node: Any, ctx: Cont
 
 
 def contexts(found: list[Stored]) -> list:
-    """The presentation contexts the association to a Move Destination proposes: each SOP
-    class sent, in the transfer syntax it was stored in and the two uncompressed ones
-    (pynetdicom converts to an uncompressed one where the peer takes nothing else)."""
-    out, seen = [], set()
-    for s in found:
-        key = (s.sop_class, s.transfer_syntax)
-        if key in seen or len(out) >= 128:        # PS3.8 9.3.2.2: at most 128 contexts
-            continue
-        seen.add(key)
-        syntaxes = list(dict.fromkeys([s.transfer_syntax, ExplicitVRLittleEndian,
-                                       ImplicitVRLittleEndian]))
-        out.append(build_context(s.sop_class, syntaxes))
-    return out
+    """The presentation contexts the association to a Move Destination proposes
+    (:func:`dicom_qr.association.sending_contexts`: each SOP class in the syntax it was stored
+    in, alone, and in the two uncompressed ones), at most 128 (PS3.8 9.3.2.2)."""
+    return sending_contexts((s.sop_class, s.transfer_syntax) for s in found)[:MAX_CONTEXTS]
 
 
 def handle_move(event, node: Any):

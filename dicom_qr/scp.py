@@ -51,7 +51,7 @@ from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 log = logging.getLogger("dicom_qr.scp")
 
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
-CANNOT_UNDERSTAND = receive.CANNOT_UNDERSTAND
+CANNOT_UNDERSTAND = receive.CANNOT_UNDERSTAND   # C-FIND's too (PS3.4 C.4.1.1.4)
 # the level rows each open association has written (dicom_qr.store.LevelCache)
 _LEVELS: "weakref.WeakKeyDictionary[Any, store.LevelCache]" = weakref.WeakKeyDictionary()
 
@@ -180,7 +180,7 @@ class DicomListener:
         self.publisher = xdsi.Publisher(node)     # XDS-I.b manifests of quiet studies
 
     def start(self, host: str, port: int) -> tuple[str, int]:
-        forward.parse_rules(self.node.settings.dicom_forward)   # a wrong rule stops the start
+        forward.check(self.node.settings)          # a wrong forwarding rule stops the start
         ae = application_entity(self.node)
         handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
                     (evt.EVT_C_FIND, handle_find, [self.node]),

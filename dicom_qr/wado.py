@@ -41,7 +41,12 @@ class NotAcceptable(ValueError):
 
 
 class CannotRender(ValueError):
-    """The instance's pixel data cannot be rendered (406 / 400 by the caller)."""
+    """The instance's pixel data cannot be rendered: ``status`` 400 for a frame it does not
+    have, 406 for pixel data the node does not draw."""
+
+    def __init__(self, message: str, status: int = 406):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def rendered(path: Path, frame: int = 1, media: str = "image/jpeg") -> bytes:
         raise CannotRender("the instance has no pixel data")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if not 1 <= frame <= frames:
-        raise CannotRender(f"frame {frame} of {frames}")
+        raise CannotRender(f"frame {frame} of {frames}", 400)
     syntax = str(ds.file_meta.TransferSyntaxUID)
     if syntax == JPEGBaseline8Bit:
         data = next(b for i, b in enumerate(generate_frames(ds.PixelData,
@@ -162,8 +167,7 @@ def _image(ds: Dataset, frame: int):
         raise CannotRender(f"{samples} samples of {bits} bits are not rendered")
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     mode = "L" if bits == 8 else ("I;16S" if signed else "I;16")
-    img = Image.frombytes(mode, (cols, rows), raw).convert("I") if bits == 16 else \
-        Image.frombytes("L", (cols, rows), raw).convert("I")
+    img = Image.frombytes(mode, (cols, rows), raw).convert("I")
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     low, high = img.getextrema()

@@ -5,6 +5,7 @@ nothing goes back to its sender, a destination that is down gets it once it is u
 and each sending is audited."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
 from dicom_qr import forward
+from dicom_qr.scp import DicomListener
+from hie.node import Node
 from hie.settings import Peer
 from hie.tables import audit_event as t_audit, outbox as t_outbox
 from tests.dicom_support import DCMTK, free_port, instance, run
@@ -151,6 +154,18 @@ def test_rules_by_source_and_domain(node, tmp_path, port):
 def test_a_wrong_rule_stops_the_listener_from_starting(rule):
     with pytest.raises(ValueError, match="forwarding rule"):
         forward.parse_rules(rule)
+
+
+def test_a_rule_to_a_destination_that_is_not_a_peer_stops_the_listener(node):
+    settings = dataclasses.replace(node.settings, dicom_forward="NOWHERE?modality=CT")
+    with pytest.raises(ValueError, match="NOWHERE: not a peer"):
+        forward.check(settings)
+    other = Node(settings, create_schema=False)
+    try:
+        with pytest.raises(ValueError, match="not a peer"):
+            DicomListener(other).start("127.0.0.1", 0)
+    finally:
+        other.close()
 
 
 def test_rule_matching():
