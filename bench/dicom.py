@@ -217,7 +217,7 @@ class TransportFloor:
     def __init__(self):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-        from dicom_qr.scp import NodeAE
+        from dicom_qr.association import NodeAE
         ae = NodeAE(ae_title="FLOOR")
         ae.maximum_pdu_size = 0
         for cx in AllStoragePresentationContexts:

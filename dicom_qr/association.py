@@ -1,54 +1,84 @@
-"""What the DICOM handlers learn of the association a request came on: the requester's AE title
-and address, for the audit record (DICOM PS3.15 A.5.3: the active participants); and the
-presentation contexts the node proposes when it sends stored instances (PS3.8 9.3.2.2)."""
+"""What the DICOM services learn of the association a request came on — the requester's AE title
+and address, for the audit record (DICOM PS3.15 A.5.3: the active participants) — and the
+presentation contexts the node proposes when it sends stored instances (PS3.8 9.3.2.2), on its
+own associations (:mod:`dicom_qr.ul`) or pynetdicom's (:class:`NodeAE`)."""
 from __future__ import annotations
 
+import socket
 from typing import Any, Iterable
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context
+from pynetdicom import AE, build_context
+from pynetdicom.transport import ThreadedAssociationServer
 
 from hie.context import Context
 from hie.transactions import Transaction
 
 
-def requestor(event) -> str:
-    """The calling AE title of ``event``'s association ("" when unknown)."""
-    try:
-        return str(event.assoc.requestor.ae_title).strip()
-    except AttributeError:
-        return ""
-
-
-def context(node: Any, event, transaction: Transaction) -> Context:
+def context(node: Any, assoc: Any, transaction: Transaction) -> Context:
     """The node's transaction context of a DICOM request (principal: the calling AE title)."""
-    try:
-        address = str(event.assoc.requestor.address)
-    except AttributeError:
-        address = ""
-    return Context(node, transaction, remote_addr=address, principal=requestor(event) or None)
+    return Context(node, transaction, remote_addr=assoc.address,
+                   principal=assoc.calling or None)
 
 
-UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
 
 
-def sending_contexts(pairs: Iterable[tuple[str, str]]) -> list:
-    """Presentation contexts to send instances of (SOP Class, transfer syntax) ``pairs``: one
-    context per pair with that syntax alone — an acceptor picks one syntax per context, so a
-    syntax proposed beside others may lose to them — and one per SOP class with the two
-    uncompressed syntaxes, to fall back on (the sender then encodes the decoded data set)."""
+def sending_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(SOP Class, transfer syntaxes) of the presentation contexts to send instances of (SOP
+    Class, transfer syntax) ``pairs``: one context per pair with that syntax alone — an
+    acceptor picks one syntax per context, so a syntax proposed beside others may lose to them
+    — and one per SOP class with the two uncompressed syntaxes, to fall back on (the sender
+    then encodes the decoded data set)."""
     out, classes = [], {}
     for sop_class, syntax in dict.fromkeys(pairs):
-        out.append(build_context(sop_class, [syntax]))
+        out.append((sop_class, [syntax]))
         classes.setdefault(sop_class, set()).add(syntax)
     for sop_class, syntaxes in classes.items():
         if not set(UNCOMPRESSED) <= syntaxes:
-            out.append(build_context(sop_class, list(UNCOMPRESSED)))
+            out.append((sop_class, list(UNCOMPRESSED)))
     return out
 
 
+def sending_contexts(pairs: Iterable[tuple[str, str]]) -> list:
+    """:func:`sending_pairs` as pynetdicom's presentation contexts."""
+    return [build_context(sop_class, syntaxes) for sop_class, syntaxes in sending_pairs(pairs)]
+
+
 def context_count(pairs: Iterable[tuple[str, str]]) -> int:
-    return len(sending_contexts(pairs))
+    return len(sending_pairs(pairs))
 
 
-__all__ = ["requestor", "context", "UNCOMPRESSED", "sending_contexts", "context_count"]
+def _no_delay(sock) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+class _NoDelayServer(ThreadedAssociationServer):
+    def get_request(self):
+        sock, address = super().get_request()
+        _no_delay(sock)
+        return sock, address
+
+
+class NodeAE(AE):
+    """pynetdicom's AE (the node as an SCU: forwarding, import, back-fill, commitment reports)
+    with TCP_NODELAY on its associations: a DIMSE message is a command PDU and then a data set
+    PDU, and with Nagle's algorithm the second waits for the peer's delayed ACK (~40 ms)."""
+
+    def make_server(self, *args, server_class=None, **kwargs):
+        if server_class is ThreadedAssociationServer:
+            server_class = _NoDelayServer
+        return super().make_server(*args, server_class=server_class, **kwargs)
+
+    def associate(self, *args, **kwargs):
+        assoc = super().associate(*args, **kwargs)
+        if assoc.is_established:
+            _no_delay(getattr(getattr(assoc.dul, "socket", None), "socket", None))
+        return assoc
+
+
+__all__ = ["context", "UNCOMPRESSED", "sending_pairs", "sending_contexts", "context_count",
+           "NodeAE"]

@@ -30,7 +30,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import build_role
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
-from dicom_qr.association import requestor as _requestor
+from dicom_qr import dimse, part10
 from dicom_qr.attrs import text_of
 from dicom_qr.tables import dicom_instance as I
 from hie.outbox import DeliveryError, Message
@@ -77,23 +77,34 @@ def parse_request(action_type: int, instance_uid: str, info: Dataset | None
     return transaction, refs
 
 
-def handle_action(event, node: Any) -> tuple[int, Dataset | None]:
-    """EVT_N_ACTION: accept the request and queue its report, or a failure status."""
-    calling = _requestor(event)
+def handle_action(assoc: Any, request: dimse.Message, node: Any) -> None:
+    """N-ACTION: accept the request and queue its report, or a failure status; answered
+    N-ACTION-RSP (PS3.7 10.1.4)."""
+    status, comment = _action(assoc, request, node)
+    more = {"ErrorComment": comment[:64]} if comment else {}
+    assoc.send(dimse.Message(request.context_id, dimse.response(
+        request, dimse.N_ACTION_RSP, status, ActionTypeID=request.command.get("ActionTypeID"),
+        **more)))
+
+
+def _action(assoc: Any, request: dimse.Message, node: Any) -> tuple[int, str]:
+    calling = assoc.calling
     try:
-        info = event.action_information
-        transaction, refs = parse_request(
-            int(event.request.ActionTypeID), str(event.request.RequestedSOPInstanceUID), info)
+        info = part10.read(request.data, assoc.context(request).transfer_syntax) \
+            if request.data is not None else None
+        transaction, refs = parse_request(int(request.command.get("ActionTypeID", 0)),
+                                          str(request.command.get("RequestedSOPInstanceUID")),
+                                          info)
     except Refused as exc:
         log.info("storage commitment from %s refused: %s", calling, exc)
-        return _failure(exc.status, str(exc))
+        return exc.status, str(exc)
     except Exception as exc:  # noqa: BLE001 - Action Information pydicom cannot decode
         log.info("storage commitment from %s: cannot decode the request: %s", calling, exc)
-        return _failure(INVALID_ARGUMENT, "the Action Information cannot be decoded")
+        return INVALID_ARGUMENT, "the Action Information cannot be decoded"
     peer = next((p for p in node.settings.dicom_peers if p.ae_title == calling), None)
     if peer is None:
-        return _failure(PROCESSING_FAILURE, f"{calling} is not a known DICOM peer "
-                                            "(HIE_DICOM_PEERS): its report cannot be sent")
+        return PROCESSING_FAILURE, (f"{calling} is not a known DICOM peer "
+                                    "(HIE_DICOM_PEERS): its report cannot be sent")
     payload = json.dumps({"transaction": transaction, "refs": refs}).encode()
     try:
         with node.db.begin() as conn:
@@ -101,17 +112,9 @@ def handle_action(event, node: Any) -> tuple[int, Dataset | None]:
                                 payload)
     except Exception:  # noqa: BLE001 - the outbox cannot be written
         log.exception("storage commitment %s could not be queued", transaction)
-        return _failure(PROCESSING_FAILURE, "the commitment could not be recorded")
+        return PROCESSING_FAILURE, "the commitment could not be recorded"
     log.info("storage commitment %s from %s: %d instances", transaction, calling, len(refs))
-    return 0x0000, None
-
-
-def _failure(status: int, comment: str) -> tuple[int, None]:
-    # pynetdicom takes a status Dataset to send ErrorComment with it
-    ds = Dataset()
-    ds.Status = status
-    ds.ErrorComment = comment[:64]
-    return ds, None
+    return 0x0000, ""
 
 
 def report(conn, refs: list[tuple[str, str]], transaction: str, ae_title: str,
@@ -147,7 +150,7 @@ def report(conn, refs: list[tuple[str, str]], transaction: str, ae_title: str,
 
 def deliver(node: Any, msg: Message) -> None:
     """The outbox deliverer: build the report now, send it on a new association."""
-    from dicom_qr.scp import NodeAE
+    from dicom_qr.association import NodeAE
     from hie.settings import Peer
 
     job = json.loads(msg.payload)

@@ -126,7 +126,7 @@ def _held(conn: Connection, sop_uid: str):
 
 def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None) -> int:
     """C-STORE one held instance to ``peer`` on an association of its own; the status."""
-    from dicom_qr.scp import NodeAE
+    from dicom_qr.association import NodeAE
 
     with node.db.read() as conn:
         row = _held(conn, sop_uid)

@@ -241,7 +241,7 @@ def _groups(items: list[Item]) -> list[list[Item]]:
 def send(items: list[Item], peer: Peer, calling_ae: str,
          progress: Callable[[int, int, Item], None] | None = None) -> None:
     """C-STORE every item to ``peer``; each item's :attr:`Item.status` (-1: not sent)."""
-    from dicom_qr.scp import NodeAE
+    from dicom_qr.association import NodeAE
 
     n = 0
     for group in _groups(items):

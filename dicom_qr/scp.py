@@ -1,16 +1,19 @@
-"""The node's DICOM listener (CONTRACT.md: HIE_DICOM_PORT, AE title HIE_DICOM_AE_TITLE) on
-pynetdicom: the transport of the imaging transactions — it decodes, calls the handler, encodes.
+"""The node's DICOM listener (CONTRACT.md: HIE_DICOM_PORT, AE title HIE_DICOM_AE_TITLE): what it
+offers at association negotiation (:mod:`dicom_qr.acse`) and the DIMSE services it runs on the
+node's own Upper Layer (:mod:`dicom_qr.ul`) — each decodes the request, calls the transaction,
+encodes the responses.
 
 Services (DICOM PS3.4):
 
 - Verification (C-ECHO, Annex A);
-- Storage (C-STORE, Annex B) for every storage SOP class pynetdicom knows, accepting every
+- Storage (C-STORE, Annex B) for every storage SOP class of pynetdicom's list, in every
   transfer syntax it knows (implicit / explicit little endian, deflate, big endian, JPEG
   baseline / extended / lossless, JPEG-LS, JPEG 2000, RLE, …): the instance is kept
-  **byte for byte as received** — the File Meta Information (PS3.10 7.1) before the data set
-  exactly as it came over the association — in the node's blob store, and indexed
-  (:mod:`dicom_qr.receive`).  Status 0x0000; 0xC000 "cannot understand" for a data set without
-  its UIDs or that cannot be decoded; 0xA700 "out of resources" when it cannot be stored.
+  **byte for byte as received** — a File Meta Information (PS3.10 7.1) before the data set
+  exactly as it came over the association (:mod:`dicom_qr.part10`) — in the node's blob store,
+  and indexed (:mod:`dicom_qr.receive`).  Status 0x0000; 0xC000 "cannot understand" for a data
+  set without its UIDs or that cannot be decoded; 0xA700 "out of resources" when it cannot be
+  stored.  Only the attributes before the pixel data are decoded.
 - Query (C-FIND, Annex C) in the Patient Root and Study Root information models
   (:mod:`dicom_qr.cfind`): a pending 0xFF00 per match, 0x0000 at the end, 0xFE00 when the
   requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
@@ -20,21 +23,20 @@ Services (DICOM PS3.4):
 - Storage Commitment Push Model (N-ACTION, the N-EVENT-REPORT through the outbox; Annex J,
   :mod:`dicom_qr.commitment`).
 
-An association that breaks off, a malformed PDU or an oversized one is pynetdicom's to abort
-(A-ABORT); the listener goes on.  Every C-STORE, C-FIND, C-MOVE and C-GET is audited like the
-node's other transactions (DICOM PS3.15 A.5: 110104 DICOM Instances Transferred, 110112
-Query, 110106 Export).
+A request on a presentation context of another service is answered 0x0122 "SOP class not
+supported".  Every C-STORE, C-FIND, C-MOVE and C-GET is audited like the node's other
+transactions, before its final response leaves (DICOM PS3.15 A.5: 110104 DICOM Instances
+Transferred, 110112 Query, 110106 Export).
 """
 from __future__ import annotations
 
+import functools
 import logging
-import socket
 import time
-import weakref
 from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.transport import ThreadedAssociationServer
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   PatientRootQueryRetrieveInformationModelGet,
                                   PatientRootQueryRetrieveInformationModelMove,
@@ -43,71 +45,127 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   StudyRootQueryRetrieveInformationModelMove,
                                   StorageCommitmentPushModel, Verification)
 
-from dicom_qr import cfind, commitment, forward, receive, retrieve, store, xdsi
-from dicom_qr.association import context as _context, requestor as _requestor
+from dicom_qr import acse, cfind, commitment, dimse, forward, part10, receive, retrieve, store
+from dicom_qr import xdsi
+from dicom_qr.association import context as _context
+from dicom_qr.dimse import CANCEL, PENDING, SUCCESS, Message
+from dicom_qr.ul import Association, Listener
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 
 log = logging.getLogger("dicom_qr.scp")
 
-SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
 CANNOT_UNDERSTAND = receive.CANNOT_UNDERSTAND   # C-FIND's too (PS3.4 C.4.1.1.4)
-# the level rows each open association has written (dicom_qr.store.LevelCache)
-_LEVELS: "weakref.WeakKeyDictionary[Any, store.LevelCache]" = weakref.WeakKeyDictionary()
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+MAX_LENGTH = 1 << 20                             # the node's Maximum Length (PS3.7 D.3.3.1)
+STORAGE = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
+FIND = frozenset({str(PatientRootQueryRetrieveInformationModelFind),
+                  str(StudyRootQueryRetrieveInformationModelFind)})
+MOVE = frozenset({str(PatientRootQueryRetrieveInformationModelMove),
+                  str(StudyRootQueryRetrieveInformationModelMove)})
+GET = frozenset({str(PatientRootQueryRetrieveInformationModelGet),
+                 str(StudyRootQueryRetrieveInformationModelGet)})
+COMMITMENT = frozenset({str(StorageCommitmentPushModel)})
 
 
-def handle_store(event, node: Any) -> int:
+def offer() -> acse.Offer:
+    """What the listener accepts: every service's SOP classes in every transfer syntax
+    pynetdicom knows (in its order: implicit, explicit, deflated little endian, big endian,
+    then the compressed ones); the storage classes in both roles (C-GET sends on them)."""
+    syntaxes = tuple(str(ts) for ts in ALL_TRANSFER_SYNTAXES)
+    served = STORAGE | FIND | MOVE | GET | COMMITMENT | {str(Verification)}
+    return acse.Offer({sop: syntaxes for sop in served}, STORAGE, MAX_LENGTH)
+
+
+def _answer(assoc: Association, request: Message, field: int, status: int,
+            data: bytes | None = None, **more: Any) -> None:
+    assoc.send(Message(request.context_id, dimse.response(request, field, status, **more),
+                       data))
+
+
+def _serves(classes: frozenset[str], field: int):
+    """A service run only on a presentation context of one of ``classes``; others get 0x0122."""
+    def wrap(service):
+        @functools.wraps(service)
+        def guarded(assoc: Association, request: Message, *args):
+            if assoc.context(request).abstract_syntax not in classes:
+                _answer(assoc, request, field, SOP_CLASS_NOT_SUPPORTED,
+                        ErrorComment="not a SOP class of this service")
+                return
+            service(assoc, request, *args)
+        return guarded
+    return wrap
+
+
+def handle_echo(assoc: Association, request: Message) -> None:
+    """C-ECHO (PS3.7 9.1.5): success."""
+    _answer(assoc, request, dimse.C_ECHO_RSP, SUCCESS)
+
+
+@_serves(STORAGE, dimse.C_STORE_RSP)
+def handle_store(assoc: Association, request: Message, node: Any) -> None:
     """C-STORE, audited (110104 DICOM Instances Transferred)."""
-    ctx, started = _context(node, event, DICOM_C_STORE), time.perf_counter()
-    status = _store(event, node, ctx)
+    ctx, started = _context(node, assoc, DICOM_C_STORE), time.perf_counter()
+    status = _store(assoc, request, node, ctx)
     if status != SUCCESS:
         ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
     ctx.finish(time.perf_counter() - started)
-    return status
+    _answer(assoc, request, dimse.C_STORE_RSP, status)
 
 
-def _store(event, node: Any, ctx: Context) -> int:
+def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int:
     """Keep the bytes as received, index them (:func:`dicom_qr.receive.accept`); the status."""
+    syntax = assoc.context(request).transfer_syntax
+    if request.data is None:
+        return CANNOT_UNDERSTAND
     try:
-        ds = event.dataset
+        ds = part10.read(request.data, syntax, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
-        log.warning("C-STORE from %s refused: cannot decode the data set: %s",
-                    _requestor(event), exc)
-        return receive.CANNOT_UNDERSTAND
-    return receive.accept(node, ctx, ds, lambda: event.encoded_dataset(include_meta=True),
-                          str(event.context.transfer_syntax), _requestor(event),
-                          _LEVELS.setdefault(event.assoc, store.LevelCache())).status
+        log.warning("C-STORE from %s refused: cannot decode the data set: %s", assoc.calling,
+                    exc)
+        return CANNOT_UNDERSTAND
+    command = request.command
+
+    def kept() -> bytes:
+        return part10.file_bytes(command.get("AffectedSOPClassUID") or str(ds.SOPClassUID),
+                                 command.get("AffectedSOPInstanceUID") or
+                                 str(ds.SOPInstanceUID), syntax, request.data, assoc.calling)
+    cache = assoc.state.setdefault("levels", store.LevelCache())
+    return receive.accept(node, ctx, ds, kept, syntax, assoc.calling, cache).status
 
 
-def handle_find(event, node: Any):
-    """C-FIND: pending answers, then the final status (pynetdicom sends it); audited (110112
-    Query, with the patients asked for)."""
-    ctx, started = _context(node, event, DICOM_C_FIND), time.perf_counter()
-    try:
-        found, status = _find(event, node, ctx)
-        if status is not None:
-            ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
-            yield status, None
-            return
+@_serves(FIND, dimse.C_FIND_RSP)
+def handle_find(assoc: Association, request: Message, node: Any) -> None:
+    """C-FIND: a pending answer per match, then the final status; audited (110112 Query, with
+    the patients asked for)."""
+    ctx, started = _context(node, assoc, DICOM_C_FIND), time.perf_counter()
+    cx = assoc.context(request)
+    found, status = _find(assoc, request, node, ctx)
+    if status is None:
         for identifier in found:
-            if event.is_cancelled:
-                yield CANCEL, None
-                return
-            yield PENDING, identifier
-    finally:
-        ctx.finish(time.perf_counter() - started)
+            if assoc.cancelled(request.message_id):
+                status = CANCEL
+                break
+            _answer(assoc, request, dimse.C_FIND_RSP, PENDING,
+                    part10.write(identifier, cx.transfer_syntax))
+    if status not in (None, CANCEL):
+        ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
+    ctx.finish(time.perf_counter() - started)
+    _answer(assoc, request, dimse.C_FIND_RSP, SUCCESS if status is None else status)
 
 
-def _find(event, node: Any, ctx: Context) -> tuple[list, int | None]:
+def _find(assoc: Association, request: Message, node: Any, ctx: Context
+          ) -> tuple[list[Dataset], int | None]:
     """(the answers, None) or ([], a failure status)."""
-    model = str(event.request.AffectedSOPClassUID)
+    cx = assoc.context(request)
     try:
-        query = cfind.parse(event.identifier, model)
+        query = cfind.parse(part10.read(request.data or b"", cx.transfer_syntax),
+                            cx.abstract_syntax)
     except cfind.QueryError as exc:
-        log.info("C-FIND from %s refused: %s", _requestor(event), exc)
+        log.info("C-FIND from %s refused: %s", assoc.calling, exc)
         return [], exc.status
     except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot decode
-        log.info("C-FIND from %s: cannot decode the identifier: %s", _requestor(event), exc)
+        log.info("C-FIND from %s: cannot decode the identifier: %s", assoc.calling, exc)
         return [], CANNOT_UNDERSTAND
     if "PatientID" in query.matching:
         ctx.note(query.matching["PatientID"])
@@ -119,87 +177,42 @@ def _find(event, node: Any, ctx: Context) -> tuple[list, int | None]:
         return [], CANNOT_UNDERSTAND
 
 
-def _no_delay(sock) -> None:
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-
-
-class _NoDelayServer(ThreadedAssociationServer):
-    """Answers leave at once: a DIMSE message is a command PDU and then a data set PDU, and
-    with Nagle's algorithm the second waits for the peer's delayed ACK (~40 ms a message: a
-    C-FIND took 92 ms instead of 2)."""
-
-    def get_request(self):
-        sock, address = super().get_request()
-        _no_delay(sock)
-        return sock, address
-
-
-class NodeAE(AE):
-    """pynetdicom's AE with TCP_NODELAY on the associations it accepts and those it opens
-    (C-MOVE sub-operations to a Move Destination)."""
-
-    def make_server(self, *args, server_class=None, **kwargs):
-        if server_class is ThreadedAssociationServer:
-            server_class = _NoDelayServer
-        return super().make_server(*args, server_class=server_class, **kwargs)
-
-    def associate(self, *args, **kwargs):
-        assoc = super().associate(*args, **kwargs)
-        if assoc.is_established:
-            _no_delay(getattr(getattr(assoc.dul, "socket", None), "socket", None))
-        return assoc
-
-
-def application_entity(node: Any) -> AE:
-    ae = NodeAE(ae_title=node.settings.dicom_ae_title)
-    ae.maximum_pdu_size = 0                 # take what the requester proposes (PS3.8 D.3.3.1)
-    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    ae.add_supported_context(StorageCommitmentPushModel, ALL_TRANSFER_SYNTAXES)
-    for cx in AllStoragePresentationContexts:   # C-STORE, and the SCP role of a C-GET
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES,
-                                 scu_role=True, scp_role=True)
-    for model in (PatientRootQueryRetrieveInformationModelFind,
-                  StudyRootQueryRetrieveInformationModelFind,
-                  PatientRootQueryRetrieveInformationModelMove,
-                  StudyRootQueryRetrieveInformationModelMove,
-                  PatientRootQueryRetrieveInformationModelGet,
-                  StudyRootQueryRetrieveInformationModelGet):
-        ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
-    return ae
-
-
 class DicomListener:
     """The running listener: :meth:`start` binds, :attr:`address`, :meth:`stop`."""
 
     def __init__(self, node: Any):
         self.node = node
-        self.server = None
+        self.server: Listener | None = None
         self.publisher = xdsi.Publisher(node)     # XDS-I.b manifests of quiet studies
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         forward.check(self.node.settings)          # a wrong forwarding rule stops the start
-        ae = application_entity(self.node)
-        handlers = [(evt.EVT_C_STORE, handle_store, [self.node]),
-                    (evt.EVT_C_FIND, handle_find, [self.node]),
-                    (evt.EVT_C_MOVE, retrieve.handle_move, [self.node]),
-                    (evt.EVT_C_GET, retrieve.handle_get, [self.node]),
-                    (evt.EVT_N_ACTION, commitment.handle_action, [self.node])]
-        self.server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+        node = self.node
+        services = {
+            dimse.C_ECHO_RQ: handle_echo,
+            dimse.C_STORE_RQ: lambda a, m: handle_store(a, m, node),
+            dimse.C_FIND_RQ: lambda a, m: handle_find(a, m, node),
+            dimse.C_MOVE_RQ: _serves(MOVE, dimse.C_MOVE_RSP)(
+                lambda a, m: retrieve.handle_move(a, m, node)),
+            dimse.C_GET_RQ: _serves(GET, dimse.C_GET_RSP)(
+                lambda a, m: retrieve.handle_get(a, m, node)),
+            dimse.N_ACTION_RQ: _serves(COMMITMENT, dimse.N_ACTION_RSP)(
+                lambda a, m: commitment.handle_action(a, m, node)),
+        }
+        self.server = Listener(offer(), services)
+        address = self.server.start(host, port)
         self.publisher.start()
-        return self.address
+        return address
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.server.server_address[:2]
+        return self.server.address
 
     def stop(self) -> None:
         self.publisher.stop()
         if self.server is not None:
-            self.server.shutdown()
+            self.server.stop()
             self.server = None
 
 
-__all__ = ["DicomListener", "application_entity", "handle_store", "handle_find"]
+__all__ = ["DicomListener", "offer", "handle_echo", "handle_store", "handle_find"]

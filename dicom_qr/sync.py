@@ -84,7 +84,7 @@ class Source:
     """An association with the source PACS for C-FIND and C-MOVE (Study Root)."""
 
     def __init__(self, peer: Peer, ae_title: str):
-        from dicom_qr.scp import NodeAE
+        from dicom_qr.association import NodeAE
         ae = NodeAE(ae_title=ae_title)
         ae.add_requested_context(FIND)
         ae.add_requested_context(MOVE)

@@ -1,0 +1,320 @@
+"""The DICOM Upper Layer service provider of the node's listener (DICOM PS3.8 Sections 7 and 9:
+association establishment, data transfer, release and abort over TCP), on the sans-IO codecs of
+:mod:`dicom_qr.pdu`, :mod:`dicom_qr.dimse` and :mod:`dicom_qr.acse`.
+
+One thread per association, blocking reads, no polling: a PDU is read as it arrives and the
+DIMSE service it completes runs at once, in that thread; its responses leave with one send per
+PDU, without Nagle's delay (TCP_NODELAY).  Per association (PS3.8 9.2, the state machine of
+Table 9-10 reduced to what an acceptor sees):
+
+- the A-ASSOCIATE-RQ must come first and within the ARTIM time (:data:`ARTIM`), else the
+  connection is closed; anything that is not a PDU, or a PDU larger than the node takes, gets
+  an A-ABORT (source: service provider) and the connection closes;
+- an association idle longer than :data:`IDLE` is aborted;
+- A-RELEASE-RQ is answered A-RELEASE-RP once the operation in progress is done;
+- a C-CANCEL-RQ reaches the operation it names (:meth:`Association.cancelled`);
+- a service that fails unexpectedly answers 0x0110 "processing failure"; the listener goes on.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+from collections import deque
+from typing import Any, Callable
+
+from dicom_qr import acse, dimse, pdu
+
+log = logging.getLogger("dicom_qr.ul")
+
+ARTIM = 30.0                 # seconds to wait for the A-ASSOCIATE-RQ (PS3.8 9.1.5)
+IDLE = 60.0                  # seconds an association may stay silent
+MAX_ASSOCIATIONS = 64
+ASSOCIATE_LIMIT = 1 << 20    # the largest A-ASSOCIATE-RQ taken
+
+
+class Closed(Exception):
+    """The association is over (released, aborted or the connection lost)."""
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if not k:
+            raise Closed("the connection closed")
+        got += k
+    return buf
+
+
+def read_pdu(sock: socket.socket, limit: int) -> pdu.Pdu:
+    kind, length = pdu.header(_recv_exactly(sock, 6), limit)
+    return pdu.decode(kind, _recv_exactly(sock, length) if length else b"")
+
+
+def no_delay(sock: socket.socket | None) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+class Association:
+    """An accepted association as the services see it: who asked (:attr:`calling`,
+    :attr:`address`), what was agreed, :meth:`send` a message, :meth:`cancelled`, and
+    :meth:`request` a C-STORE sub-operation of a C-GET; :attr:`state` keeps what a service
+    wants to remember across the association's messages."""
+
+    def __init__(self, sock: socket.socket, address: str, agreed: acse.Agreement, limit: int):
+        self.sock, self.address, self.agreed = sock, address, agreed
+        self.calling = agreed.calling
+        self.state: dict[str, Any] = {}
+        self._limit = limit
+        self._assembler = dimse.Assembler()
+        self._queue: deque[dimse.Message] = deque()
+        self._cancels: set[int] = set()
+        self._release = False
+        self._next_id = 0
+
+    def context(self, message: dimse.Message) -> acse.Context:
+        return self.agreed.contexts[message.context_id]
+
+    def send(self, message: dimse.Message) -> None:
+        for raw in dimse.fragments(message, self.agreed.peer_max_length):
+            self.sock.sendall(raw)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Read one PDU and file what it brings."""
+        got = read_pdu(self.sock, self._limit)
+        if isinstance(got, pdu.PData):
+            for pdv in got.pdvs:
+                if pdv.context_id not in self.agreed.contexts:
+                    raise pdu.PduError(f"a PDV on presentation context {pdv.context_id}, "
+                                       "which was not accepted", pdu.INVALID_PARAMETER)
+            for msg in self._assembler.feed(got):
+                if msg.field == dimse.C_CANCEL_RQ:
+                    self._cancels.add(int(msg.command.get("MessageIDBeingRespondedTo", -1)))
+                else:
+                    self._queue.append(msg)
+        elif isinstance(got, pdu.ReleaseRQ):
+            self._release = True
+        elif isinstance(got, pdu.Abort):
+            raise Closed("aborted by the requester")
+        else:
+            raise pdu.PduError(f"unexpected {type(got).__name__}", pdu.UNEXPECTED_PDU)
+
+    def receive(self) -> dimse.Message | None:
+        """The next request; None once the requester has released the association (the
+        A-RELEASE-RP is sent)."""
+        while not self._queue:
+            if self._release:
+                self.sock.sendall(pdu.encode(pdu.ReleaseRP()))
+                return None
+            self._pump()
+        return self._queue.popleft()
+
+    def cancelled(self, message_id: int) -> bool:
+        """Has the requester sent a C-CANCEL-RQ for ``message_id``?  (Reads what has arrived,
+        never waits.)"""
+        while not self._release and select.select([self.sock], [], [], 0)[0]:
+            self._pump()
+        return message_id in self._cancels
+
+    def request(self, message: dimse.Message) -> dimse.Message:
+        """Send a request on this association (the node as the invoker: a C-STORE
+        sub-operation of a C-GET) and wait for its response."""
+        self._next_id = self._next_id % 0xFFFF + 1
+        message.command["MessageID"] = self._next_id
+        self.send(message)
+        while True:
+            for msg in self._queue:
+                if msg.field & 0x8000 and \
+                        msg.command.get("MessageIDBeingRespondedTo") == self._next_id:
+                    self._queue.remove(msg)
+                    return msg
+            if self._release:
+                raise Closed("released with a sub-operation outstanding")
+            self._pump()
+
+
+    def release(self) -> None:
+        """The node as requester: A-RELEASE-RQ, wait for the A-RELEASE-RP, close."""
+        try:
+            self.sock.sendall(pdu.encode(pdu.ReleaseRQ()))
+            while not isinstance(read_pdu(self.sock, self._limit), (pdu.ReleaseRP, pdu.Abort)):
+                pass
+        except (OSError, Closed, pdu.PduError):
+            pass
+        finally:
+            self.sock.close()
+
+
+class Refused(Exception):
+    """An association the peer did not accept (A-ASSOCIATE-RJ, an abort, or no answer)."""
+
+
+def request_association(host: str, port: int, calling: str, called: str,
+                        contexts: list[tuple[str, list[str]]], *, timeout: float = 30.0,
+                        max_length: int = 1 << 20) -> Association:
+    """The node as association requester (PS3.8 7.1.1): propose ``contexts`` (SOP class,
+    transfer syntaxes; ids 1, 3, 5 …) to ``called`` at ``host``:``port``; the accepted
+    association, or :class:`Refused`."""
+    from dicom_qr.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
+    proposed = [pdu.ProposedContext(2 * i + 1, a, list(ts)) for i, (a, ts) in enumerate(contexts)]
+    rq = pdu.AssociateRQ(called, calling, pdu.APPLICATION_CONTEXT, proposed, pdu.UserInformation(
+        max_length=max_length, implementation_class=IMPLEMENTATION_CLASS_UID,
+        implementation_version=IMPLEMENTATION_VERSION))
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise Refused(f"{called}@{host}:{port} cannot be reached: {exc}") from None
+    no_delay(sock)
+    try:
+        sock.sendall(pdu.encode(rq))
+        answer = read_pdu(sock, ASSOCIATE_LIMIT)
+    except (OSError, Closed, pdu.PduError) as exc:
+        sock.close()
+        raise Refused(f"{called}@{host}:{port} did not answer the association: {exc}") from None
+    if not isinstance(answer, pdu.AssociateAC):
+        sock.close()
+        raise Refused(f"{called}@{host}:{port} refused the association: {answer}")
+    agreed = acse.Agreement(calling, called, peer_max_length=answer.user.max_length)
+    by_id = {cx.id: cx for cx in proposed}
+    for cx in answer.contexts:
+        if cx.result == pdu.ACCEPTANCE and cx.id in by_id:
+            agreed.contexts[cx.id] = acse.Context(cx.id, by_id[cx.id].abstract_syntax,
+                                                  cx.transfer_syntax)
+    return Association(sock, host, agreed, max(max_length, ASSOCIATE_LIMIT) + 6)
+
+
+Service = Callable[[Association, dimse.Message], None]
+
+
+class Listener:
+    """Accepts associations on a TCP port and serves their DIMSE requests with ``services``
+    (command field → service); :meth:`start`, :attr:`address`, :meth:`stop`."""
+
+    def __init__(self, offer: acse.Offer, services: dict[int, Service], *,
+                 max_associations: int = MAX_ASSOCIATIONS):
+        self.offer, self.services = offer, services
+        self.max_associations = max_associations
+        self.limit = max(offer.max_length or (64 << 20), ASSOCIATE_LIMIT) + 6
+        self._server: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, host: str, port: int) -> tuple[str, int]:
+        server = socket.create_server((host, port), reuse_port=False, backlog=128)
+        server.settimeout(0.5)
+        self._server = server
+        thread = threading.Thread(target=self._accept, name="dicom-listener", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.getsockname()[:2]
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            for sock in list(self._open):
+                try:
+                    sock.sendall(pdu.encode(pdu.Abort(pdu.ABORT_PROVIDER, 0)))
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for thread in self._threads:
+            thread.join(10)
+        if self._server is not None:
+            self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, address = self._server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                log.exception("the DICOM listener could not accept a connection")
+                continue
+            no_delay(sock)
+            with self._lock:
+                busy = len(self._open) >= self.max_associations
+                self._open.add(sock)
+                self._threads = [t for t in self._threads if t.is_alive()]
+                thread = threading.Thread(target=self._serve, args=(sock, address[0], busy),
+                                          name=f"dicom-{address[0]}:{address[1]}",
+                                          daemon=True)
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, address: str, busy: bool) -> None:
+        try:
+            sock.settimeout(ARTIM)
+            self._associate(sock, address, busy)
+        except pdu.PduError as exc:
+            log.info("association from %s aborted: %s", address, exc)
+            try:
+                sock.sendall(pdu.encode(pdu.Abort(pdu.ABORT_PROVIDER, exc.reason)))
+            except OSError:
+                pass
+        except dimse.DimseError as exc:
+            log.info("association from %s aborted: %s", address, exc)
+            try:
+                sock.sendall(pdu.encode(pdu.Abort(pdu.ABORT_PROVIDER, 0)))
+            except OSError:
+                pass
+        except (Closed, OSError) as exc:
+            log.debug("association from %s ended: %s", address, exc)
+        except Exception:  # noqa: BLE001 - nothing of one association stops the listener
+            log.exception("association from %s failed", address)
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _associate(self, sock: socket.socket, address: str, busy: bool) -> None:
+        rq = read_pdu(sock, ASSOCIATE_LIMIT)
+        if not isinstance(rq, pdu.AssociateRQ):
+            raise pdu.PduError(f"{type(rq).__name__} before an association",
+                               pdu.UNEXPECTED_PDU)
+        answer, agreed = acse.negotiate(rq, self.offer, busy=busy)
+        sock.sendall(pdu.encode(answer))
+        if agreed is None:
+            log.info("association from %s (%s) rejected: %s", rq.calling, address, answer)
+            return
+        sock.settimeout(IDLE)
+        assoc = Association(sock, address, agreed, self.limit)
+        while (message := assoc.receive()) is not None:
+            self._dispatch(assoc, message)
+
+    def _dispatch(self, assoc: Association, message: dimse.Message) -> None:
+        service = self.services.get(message.field)
+        if service is None:
+            raise dimse.DimseError(f"command field 0x{message.field:04X} is not a request "
+                                   "this node serves")
+        try:
+            service(assoc, message)
+        except (Closed, OSError, pdu.PduError, dimse.DimseError):
+            raise
+        except Exception:  # noqa: BLE001 - a service's own failure: answer, go on
+            log.exception("DIMSE 0x%04X from %s failed", message.field, assoc.calling)
+            assoc.send(dimse.Message(message.context_id, dimse.response(
+                message, message.field | 0x8000, dimse.PROCESSING_FAILURE)))
+
+
+__all__ = ["Association", "Listener", "Closed", "Refused", "request_association", "Service", "read_pdu", "no_delay", "ARTIM",
+           "IDLE"]
