@@ -3,6 +3,11 @@
 the bytes kept as received in the node's store, the index rows (:mod:`dicom_qr.store`) and the
 forwarding rows of the outbox (:mod:`dicom_qr.forward`) in one unit of work.
 
+The bytes may already be on their way to the store when the data set is checked
+(:class:`EarlyWrite`: a C-STORE's File Meta Information needs only its command, so the write and
+its fsync — which hold no lock Python needs — run in a helper thread while the data set is read
+and the rows prepared; a refused instance's new blob is removed again).
+
 The outcome is a DICOM status with a reason: 0x0000; 0xC000 "cannot understand" for a data
 set without its SOP Class / SOP Instance / Study / Series UIDs or that cannot be decoded;
 0xA700 "out of resources" when the bytes or the rows cannot be written (nothing half-written:
@@ -11,12 +16,14 @@ the rows are one unit of work, and a blob no row names is content-addressed, har
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 
 from dicom_qr import attrs, forward, patients, store
+from hie.blobs import BlobInfo
 from hie.context import Context
 
 log = logging.getLogger("dicom_qr.receive")
@@ -34,10 +41,35 @@ class Outcome:
     study_uid: str = ""
 
 
-def accept(node: Any, ctx: Context, ds: Dataset, data: Callable[[], bytes], syntax: str,
+_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dicom-blob")
+
+
+class EarlyWrite:
+    """The bytes of an instance being put in the node's blob store by a helper thread:
+    calling it waits for the :class:`~hie.blobs.BlobInfo`; :meth:`discard` removes a blob this
+    write created for an instance that was then refused."""
+
+    def __init__(self, node: Any, data: bytes):
+        self.node = node
+        self.future = _WRITERS.submit(node.blobs.put, data)
+
+    def __call__(self) -> BlobInfo:
+        return self.future.result()
+
+    def discard(self) -> None:
+        try:
+            info = self.future.result()
+        except Exception:  # noqa: BLE001 - nothing was written
+            return
+        if info.created:
+            self.node.blobs.delete(info.key)
+
+
+def accept(node: Any, ctx: Context, ds: Dataset, blob: Callable[[], BlobInfo], syntax: str,
            source: str, cache: store.LevelCache | None = None) -> Outcome:
-    """Keep and index one instance (``data``: its bytes as received, File Meta Information
-    first, asked for only once the data set has passed its checks)."""
+    """Keep and index one instance (``blob``: puts its bytes as received, File Meta Information
+    first, in the store — or waits for an :class:`EarlyWrite` — called only once the data set
+    has passed its checks)."""
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
         if missing:
@@ -62,7 +94,7 @@ def accept(node: Any, ctx: Context, ds: Dataset, data: Callable[[], bytes], synt
         peers = forward.destinations(node.settings, source=source,
                                      modality=levels["series"]["modality"],
                                      domains={p["issuer"], domain})
-        info = node.blobs.put(data())
+        info = blob()
         store.record(node.db, levels, transfer_syntax=syntax, blob_key=info.key,
                      size=info.size, source_ae=source, cache=cache,
                      also=(lambda conn: forward.enqueue(node.outbox, conn, peers,
@@ -82,4 +114,5 @@ def _tie(ds: Dataset, ctx: Context, issuer: str, source: str) -> str:
     return patients.tie(ctx, ids, patients.demographics(ds), f"DICOM {source}")[1]
 
 
-__all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "accept"]
+__all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "EarlyWrite",
+           "accept"]

@@ -114,24 +114,27 @@ def handle_store(assoc: Association, request: Message, node: Any) -> None:
 
 
 def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int:
-    """Keep the bytes as received, index them (:func:`dicom_qr.receive.accept`); the status."""
-    syntax = assoc.context(request).transfer_syntax
-    if request.data is None:
+    """Keep the bytes as received, index them (:func:`dicom_qr.receive.accept`); the status.
+    The bytes go to the store (:class:`dicom_qr.receive.EarlyWrite`) while the data set is
+    read."""
+    syntax, command = assoc.context(request).transfer_syntax, request.command
+    sop_class, sop_uid = command.get("AffectedSOPClassUID"), command.get("AffectedSOPInstanceUID")
+    if request.data is None or not sop_class or not sop_uid:
         return CANNOT_UNDERSTAND
+    kept = receive.EarlyWrite(node, part10.file_bytes(sop_class, sop_uid, syntax, request.data,
+                                                      assoc.calling))
     try:
         ds = part10.read(request.data, syntax, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
         log.warning("C-STORE from %s refused: cannot decode the data set: %s", assoc.calling,
                     exc)
+        kept.discard()
         return CANNOT_UNDERSTAND
-    command = request.command
-
-    def kept() -> bytes:
-        return part10.file_bytes(command.get("AffectedSOPClassUID") or str(ds.SOPClassUID),
-                                 command.get("AffectedSOPInstanceUID") or
-                                 str(ds.SOPInstanceUID), syntax, request.data, assoc.calling)
     cache = assoc.state.setdefault("levels", store.LevelCache())
-    return receive.accept(node, ctx, ds, kept, syntax, assoc.calling, cache).status
+    outcome = receive.accept(node, ctx, ds, kept, syntax, assoc.calling, cache)
+    if outcome.status == CANNOT_UNDERSTAND:
+        kept.discard()
+    return outcome.status
 
 
 @_serves(FIND, dimse.C_FIND_RSP)

@@ -69,7 +69,8 @@ def store_part(node: Any, ctx, data: bytes, content_type: str, study: str | None
     if study and str(ds.get("StudyInstanceUID", "")) != study:
         return receive.Outcome(MISMATCH, "not of the study of the request",
                                str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
-    return receive.accept(node, ctx, ds, lambda: data, syntax, source, cache)
+    return receive.accept(node, ctx, ds, lambda: node.blobs.put(data), syntax, source,
+                          cache)
 
 
 def answer(result: Result, url_of: Callable[[receive.Outcome], str], study_url: str | None

@@ -11,9 +11,11 @@ under ``HIE_DATA_DIR``):
 
 - content-addressed by SHA-256: ``<root>/ab/cd/abcd...`` (two fan-out levels of 256 folders keep
   every folder small for hundreds of millions of blobs);
-- atomic: bytes are written to a temporary file under ``<root>/.tmp`` (same file system), the file
-  is fsync'ed, renamed to its final name, and the folder fsync'ed, so a reader never sees a partial
-  blob and a crash leaves at most an orphan temporary file (swept after a day).  A fan-out folder's
+- atomic: bytes are written to a temporary file under ``<root>/.tmp`` (same file system) — or,
+  for bytes already in memory, beside the final name (``<key>.<pid>-<thread>.part``: the rename
+  stays in one folder) — the file is fsync'ed, renamed to its final name, and the folder
+  fsync'ed, so a reader never sees a partial blob and a crash leaves at most an orphan
+  temporary file (those of ``.tmp`` swept after a day).  A fan-out folder's
   own entry is fsync'ed in its parent the first time this process uses the folder (created now or
   found), after which a put costs two fsyncs: the file and its folder;
 - no copy for spooled uploads: :meth:`FileBlobStore.adopt` takes a private temporary file (an MTOM
@@ -47,6 +49,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -208,7 +211,14 @@ class FileBlobStore:
         pending = self._fan_out(key)
         if self._has(final, size):
             return self._existing(key, sha1, size, pending)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        # the temporary file beside its final name: the rename stays in one folder (a
+        # rename across folders, and mkstemp's name search, cost more than the write itself)
+        tmp_name = f"{final}.{os.getpid()}-{threading.get_ident()}.part"
+        try:
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:   # a fan-out folder vanished (removed by hand): make it again
+            pending = self._refan(key)
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             try:
                 _write_all(fd, data)
@@ -282,6 +292,11 @@ class FileBlobStore:
             pending.append((level, index, folder))
         return pending
 
+    def _refan(self, key: str) -> list[tuple[int, int, Path]]:
+        self._known1[int(key[:2], 16)] = 0
+        self._known2[int(key[:4], 16)] = 0
+        return self._fan_out(key)
+
     def _has(self, final: Path, size: int) -> bool:
         try:
             return final.stat().st_size == size
@@ -303,9 +318,7 @@ class FileBlobStore:
         try:
             os.replace(tmp_name, final)
         except FileNotFoundError:  # a fan-out folder vanished (removed by hand): make it again
-            self._known1[int(key[:2], 16)] = 0
-            self._known2[int(key[:4], 16)] = 0
-            pending = self._fan_out(key)
+            pending = self._refan(key)
             os.replace(tmp_name, final)
         if self.fsync:
             _fsync_dir(final.parent)
