@@ -4,11 +4,13 @@ Prints JSON lines (one per measurement, with the machine's core count):
 
 - ``cstore``: instances/s and MB/s sending ``--instances`` with DCMTK's storescu over 1
   association, and over ``--clients`` parallel associations (another set of instances);
-- ``cfind``: C-FIND STUDY latency (p50 / p99 ms, pynetdicom SCU on one association) by
-  PatientID and by a PatientName wildcard, once ``--index`` instances are indexed;
+- ``cfind``: C-FIND STUDY latency (p50 / p99 ms, one association) by PatientID and by a
+  PatientName wildcard, once ``--index`` instances are indexed — with a lean client on the
+  node's own Upper Layer codecs (``client: ul``, the servers' cost) and with pynetdicom's SCU
+  (``client: pynetdicom``, which adds ~2 ms of its own to every query);
 - ``cmove``: instances/s moving a study of ``--move-instances`` to a DCMTK storescp;
-- ``cstore`` of ``pynetdicom-floor``: the same C-STOREs to a pynetdicom AE that stores nothing
-  — the ceiling of any listener built on pynetdicom, the node's included.
+- ``cstore`` of ``ul-floor``: the same C-STOREs to the node's own listener transport with a
+  C-STORE service that stores nothing — the ceiling of the node's C-STORE.
 
 Targets (issue 5): C-STORE ≥ 1.5 × Orthanc's throughput, C-FIND ≤ 0.5 × its latency.
 Every client and server runs without Nagle's algorithm (TCP_NODELAY; DCMTK and Orthanc
@@ -38,6 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 DCMTK = Path("/usr/bin")
 CT = "1.2.840.10008.5.1.4.1.1.2"
+FIND = "1.2.840.10008.5.1.4.1.2.2.1"      # Study Root Query/Retrieve Information Model - FIND
 # every DCMTK program here (storescu, movescu, the storescp destination) and Orthanc (built on
 # DCMTK) without Nagle's algorithm, as the node's listener and this script's own SCU: the same
 # transport for both servers, so the figures are theirs and not delayed ACKs'
@@ -158,10 +161,54 @@ def store_rate(name: str, ae: str, host: str, port: int, folders: list[Path]) ->
          mb_per_s=round(size / seconds / 1e6, 1), failed_processes=sum(e != 0 for e in errors))
 
 
+def _query(kind: str, i: int, patients: list[str]) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.SpecificCharacterSet = "ISO_IR 192"
+    q.StudyInstanceUID = q.StudyDate = q.NumberOfStudyRelatedInstances = ""
+    if kind == "PatientID":
+        q.PatientID = patients[(i * 7919) % len(patients)]
+        q.PatientName = ""
+    else:
+        q.PatientName = f"王^患者{(i * 7919) % len(patients)}*"
+        q.PatientID = ""
+    return q
+
+
+def _emit_find(name: str, client: str, kind: str, times: list[float], found: int) -> None:
+    times.sort()
+    emit(measure="cfind", server=name, client=client, key=kind, queries=len(times),
+         answers=found, p50_ms=round(statistics.median(times), 2),
+         p99_ms=round(times[max(0, int(len(times) * 0.99) - 1)], 2))
+
+
 def find_latency(name: str, ae: str, host: str, port: int, patients: list[str],
                  queries: int) -> None:
+    """C-FIND STUDY round trips on one association, by two clients: a lean one on the node's
+    own Upper Layer codecs (``client: ul`` — what the servers cost), and pynetdicom's SCU
+    (``client: pynetdicom``), whose reactor adds its own ~2 ms to every query of either
+    server."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dicom_qr import dimse, part10, ul
+    assoc = ul.request_association(host, port, "BENCH", ae,
+                                   [(FIND, [part10.EXPLICIT_LE, part10.IMPLICIT_LE])])
+    cx = next(iter(assoc.agreed.contexts.values()))
+    try:
+        for kind in ("PatientID", "PatientName"):
+            times, found = [], 0
+            for i in range(queries):
+                data = part10.write(_query(kind, i, patients), cx.transfer_syntax)
+                t = time.perf_counter()
+                for answer in assoc.exchange(dimse.Message(cx.id, {
+                        "AffectedSOPClassUID": FIND, "CommandField": dimse.C_FIND_RQ,
+                        "Priority": 0}, data)):
+                    found += answer.data is not None
+                times.append((time.perf_counter() - t) * 1000)
+            _emit_find(name, "ul", kind, times, found)
+    finally:
+        assoc.release()
+
     from pynetdicom import AE
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
     scu = AE(ae_title="BENCH")
     scu.add_requested_context(FIND)
     assoc = scu.associate(host, port, ae_title=ae)
@@ -174,24 +221,12 @@ def find_latency(name: str, ae: str, host: str, port: int, patients: list[str],
         for kind in ("PatientID", "PatientName"):
             times, found = [], 0
             for i in range(queries):
-                q = Dataset()
-                q.QueryRetrieveLevel = "STUDY"
-                q.SpecificCharacterSet = "ISO_IR 192"
-                q.StudyInstanceUID = q.StudyDate = q.NumberOfStudyRelatedInstances = ""
-                if kind == "PatientID":
-                    q.PatientID = patients[(i * 7919) % len(patients)]
-                    q.PatientName = ""
-                else:
-                    q.PatientName = f"王^患者{(i * 7919) % len(patients)}*"
-                    q.PatientID = ""
+                q = _query(kind, i, patients)
                 t = time.perf_counter()
                 for status, ident in assoc.send_c_find(q, FIND):
                     found += ident is not None
                 times.append((time.perf_counter() - t) * 1000)
-            times.sort()
-            emit(measure="cfind", server=name, key=kind, queries=queries, answers=found,
-                 p50_ms=round(statistics.median(times), 2),
-                 p99_ms=round(times[int(len(times) * 0.99) - 1], 2))
+            _emit_find(name, "pynetdicom", kind, times, found)
     finally:
         assoc.release()
 
@@ -210,24 +245,23 @@ def move_rate(name: str, ae: str, host: str, port: int, study: str, count: int,
 
 
 class TransportFloor:
-    """pynetdicom's own ceiling: an AE on the node's transport (TCP_NODELAY, every storage SOP
-    class) whose C-STORE handler answers Success at once, storing nothing.  What the node's
-    C-STORE can approach while its listener runs on pynetdicom."""
+    """The node's transport ceiling: its own DICOM Upper Layer (:mod:`dicom_qr.ul`, the listener
+    the node runs, every storage SOP class) with a C-STORE service that answers Success at once,
+    storing nothing.  What the node's C-STORE can approach."""
 
     def __init__(self):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-        from dicom_qr.association import NodeAE
-        ae = NodeAE(ae_title="FLOOR")
-        ae.maximum_pdu_size = 0
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
-            (evt.EVT_C_STORE, lambda event: 0x0000)])
-        self.ae, self.host, self.port = "FLOOR", "127.0.0.1", self.server.server_address[1]
+        from dicom_qr import dimse, scp, ul
+
+        def success(assoc, message):
+            assoc.send(dimse.Message(message.context_id,
+                                     dimse.response(message, dimse.C_STORE_RSP, 0)))
+        self.server = ul.Listener(scp.offer(), {dimse.C_STORE_RQ: success})
+        self.ae, self.host = "FLOOR", "127.0.0.1"
+        self.port = self.server.start(self.host, 0)[1]
 
     def stop(self) -> None:
-        self.server.shutdown()
+        self.server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--only", choices=("hie", "orthanc"), help="one server only")
     ap.add_argument("--no-floor", action="store_true",
-                    help="skip the pynetdicom transport floor (a C-STORE SCP that stores nothing)")
+                    help="skip the transport floor (the node's listener storing nothing)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="hie-bench-dicom-"))
@@ -280,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_floor:
             floor = TransportFloor()
             try:
-                store_rate("pynetdicom-floor", floor.ae, floor.host, floor.port, one)
-                store_rate("pynetdicom-floor", floor.ae, floor.host, floor.port, many)
+                store_rate("ul-floor", floor.ae, floor.host, floor.port, one)
+                store_rate("ul-floor", floor.ae, floor.host, floor.port, many)
             finally:
                 floor.stop()
         for name, ae, host, port, proc, pg in servers:

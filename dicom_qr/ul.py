@@ -22,7 +22,7 @@ import select
 import socket
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from dicom_qr import acse, dimse, pdu
 
@@ -124,22 +124,34 @@ class Association:
             self._pump()
         return message_id in self._cancels
 
-    def request(self, message: dimse.Message) -> dimse.Message:
-        """Send a request on this association (the node as the invoker: a C-STORE
-        sub-operation of a C-GET) and wait for its response."""
+    def exchange(self, message: dimse.Message) -> Iterator[dimse.Message]:
+        """The node as invoker on this association (a C-STORE sub-operation of a C-GET, a
+        request of its own): send ``message`` with the next Message ID and yield its
+        responses, the pending ones (0xFF00, 0xFF01) and the final one."""
         self._next_id = self._next_id % 0xFFFF + 1
-        message.command["MessageID"] = self._next_id
+        sent = message.command["MessageID"] = self._next_id
         self.send(message)
+        while True:
+            answer = self.response(sent)
+            yield answer
+            if answer.command.get("Status") not in (dimse.PENDING, dimse.PENDING_WARNING):
+                return
+
+    def request(self, message: dimse.Message) -> dimse.Message:
+        """:meth:`exchange` of a request that gets one response; that response."""
+        return list(self.exchange(message))[-1]
+
+    def response(self, message_id: int) -> dimse.Message:
+        """The next response to the request ``message_id`` (waits for it)."""
         while True:
             for msg in self._queue:
                 if msg.field & 0x8000 and \
-                        msg.command.get("MessageIDBeingRespondedTo") == self._next_id:
+                        msg.command.get("MessageIDBeingRespondedTo") == message_id:
                     self._queue.remove(msg)
                     return msg
             if self._release:
-                raise Closed("released with a sub-operation outstanding")
+                raise Closed("released with a request outstanding")
             self._pump()
-
 
     def release(self) -> None:
         """The node as requester: A-RELEASE-RQ, wait for the A-RELEASE-RP, close."""
