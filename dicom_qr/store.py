@@ -17,6 +17,7 @@ the instance.  What it remembers is taken in only once the unit of work has comm
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -50,6 +51,16 @@ class LevelCache:
         self.known.update(written)
 
 
+@functools.lru_cache(maxsize=None)
+def _statements(table: sa.Table, keys: tuple[str, ...]):
+    """(look-up by ``keys``, insert, update by id) of ``table``, built once: the values come
+    as parameters, so each call costs no statement construction (SQLAlchemy compiles each
+    shape once)."""
+    look_up = sa.select(table.c.id).where(*[table.c[k] == sa.bindparam(f"key_{k}")
+                                            for k in keys])
+    return look_up, table.insert(), table.update().where(table.c.id == sa.bindparam("row_pk"))
+
+
 def _said(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """The attributes an instance gives a level (empty ones keep the level's value)."""
     return {k: v for k, v in values.items() if k not in keys and v not in ("", None)}
@@ -69,15 +80,15 @@ def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: di
         if all(held.get(k) == v for k, v in attributes.items()):
             return pk
         written[ident] = (pk, {**held, **attributes})
-        conn.execute(table.update().where(table.c.id == pk).values(**said))
+        conn.execute(_statements(table, keys)[2], {**said, "row_pk": pk})
         return pk
-    where = [table.c[k] == values[k] for k in keys]
-    row = conn.execute(sa.select(table.c.id).where(*where)).first()
+    look_up, insert, update = _statements(table, keys)
+    row = conn.execute(look_up, {f"key_{k}": values[k] for k in keys}).first()
     if row is not None:
-        conn.execute(table.update().where(table.c.id == row.id).values(**said))
+        conn.execute(update, {**said, "row_pk": row.id})
         pk = row.id
     else:
-        pk = conn.execute(table.insert().values(**values)).inserted_primary_key[0]
+        pk = conn.execute(insert, values).inserted_primary_key[0]
     written[ident] = (pk, attributes)
     return pk
 
