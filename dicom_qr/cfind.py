@@ -186,6 +186,10 @@ def _down_to(depth: int):
     return src
 
 
+_JOINS = [_down_to(depth) for depth in range(4)]
+# the rows of each level with their ancestors' columns (labelled table__column), in order
+_ROWS = [sa.select(*[c.label(f"{t.name}__{c.name}") for t in _TABLES[:depth + 1] for c in t.c])
+         .select_from(_JOINS[depth]).order_by(_TABLES[depth].c.id) for depth in range(4)]
 _PATIENT_KEYS = ("PatientID", "IssuerOfPatientID")
 
 
@@ -204,7 +208,6 @@ def statement(q: Query):
     depth = _ORDER[q.level]
     used = max([depth] + [_ORDER[KEYS[k][0]] for k in q.matching]
                + ([1] if q.modalities else []))
-    cols = _TABLES[:depth + 1]
     conds = [condition(k, v) for k, v in q.matching.items()
              if q.identity is None or k not in _PATIENT_KEYS]
     if q.identity is not None:
@@ -215,38 +218,36 @@ def statement(q: Query):
             sa.or_(*[SE.c.modality.like(_like(m), escape="\\") if _wild(m)
                      else SE.c.modality == m for m in mods]))))
     table = _TABLES[depth]
-    inner = sa.select(table.c.id).select_from(_down_to(used)).where(*conds).distinct()
-    labels = [c.label(f"{t.name}__{c.name}") for t in cols for c in t.c]
-    return (sa.select(*labels).select_from(_down_to(depth)).where(table.c.id.in_(inner))
-            .order_by(table.c.id))
+    inner = sa.select(table.c.id).select_from(_JOINS[used]).where(*conds).distinct()
+    return _ROWS[depth].where(table.c.id.in_(inner))
+
+
+def _count_statements() -> dict[str, tuple[str, Any]]:
+    """``NumberOf…Related…`` → (level, the count's SELECT for the row ``:row_id``), built once."""
+    row = sa.bindparam("row_id")
+    studies = sa.select(ST.c.id).where(ST.c.patient_pk == row)
+    patient_series = sa.select(SE.c.id).where(SE.c.study_pk.in_(studies))
+    study_series = sa.select(SE.c.id).where(SE.c.study_pk == row)
+
+    def count(table, where):
+        return sa.select(sa.func.count()).select_from(table).where(where)
+    return {
+        "NumberOfPatientRelatedStudies": ("PATIENT", count(ST, ST.c.patient_pk == row)),
+        "NumberOfPatientRelatedSeries": ("PATIENT", count(SE, SE.c.study_pk.in_(studies))),
+        "NumberOfPatientRelatedInstances": ("PATIENT",
+                                            count(I, I.c.series_pk.in_(patient_series))),
+        "NumberOfStudyRelatedSeries": ("STUDY", count(SE, SE.c.study_pk == row)),
+        "NumberOfStudyRelatedInstances": ("STUDY", count(I, I.c.series_pk.in_(study_series))),
+        "NumberOfSeriesRelatedInstances": ("SERIES", count(I, I.c.series_pk == row)),
+    }
+
+
+_COUNTS = _count_statements()
 
 
 def _counts(conn: Connection, level: str, row_id: int, wanted: set[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    if level == "PATIENT":
-        studies = sa.select(ST.c.id).where(ST.c.patient_pk == row_id)
-        series = sa.select(SE.c.id).where(SE.c.study_pk.in_(studies))
-        q = {"NumberOfPatientRelatedStudies": sa.select(sa.func.count()).select_from(ST)
-             .where(ST.c.patient_pk == row_id),
-             "NumberOfPatientRelatedSeries": sa.select(sa.func.count()).select_from(SE)
-             .where(SE.c.study_pk.in_(studies)),
-             "NumberOfPatientRelatedInstances": sa.select(sa.func.count()).select_from(I)
-             .where(I.c.series_pk.in_(series))}
-    elif level == "STUDY":
-        series = sa.select(SE.c.id).where(SE.c.study_pk == row_id)
-        q = {"NumberOfStudyRelatedSeries": sa.select(sa.func.count()).select_from(SE)
-             .where(SE.c.study_pk == row_id),
-             "NumberOfStudyRelatedInstances": sa.select(sa.func.count()).select_from(I)
-             .where(I.c.series_pk.in_(series))}
-    elif level == "SERIES":
-        q = {"NumberOfSeriesRelatedInstances": sa.select(sa.func.count()).select_from(I)
-             .where(I.c.series_pk == row_id)}
-    else:
-        q = {}
-    for name, stmt in q.items():
-        if name in wanted:
-            out[name] = conn.execute(stmt).scalar_one()
-    return out
+    return {name: conn.execute(stmt, {"row_id": row_id}).scalar_one()
+            for name, (at, stmt) in _COUNTS.items() if at == level and name in wanted}
 
 
 _ATTR = {kw: (f"{KEYS[kw][1].table.name}__{KEYS[kw][1].name}") for kw in KEYS}

@@ -10,10 +10,12 @@ import struct
 import zlib
 from io import BytesIO
 
+from pydicom.charset import encode_string
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
+from pydicom.multival import MultiValue
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -23,6 +25,8 @@ EXPLICIT_BE = "1.2.840.10008.1.2.2"
 NATIVE = (IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE)
 IMPLEMENTATION_CLASS_UID = "2.25.229371948851601738627311920935561253710"
 IMPLEMENTATION_VERSION = "HIE_NODE_1"
+_ASCII = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+_TEXT = {"SH", "LO", "ST", "LT", "UC", "UT"}
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
              b"UT", b"UV"}
 
@@ -42,9 +46,57 @@ def read(data: bytes | memoryview, syntax: str, *, stop_before_pixels: bool = Fa
     return ds
 
 
+def _flat(ds: Dataset, implicit: bool) -> bytes | None:
+    """``ds`` in (Implicit or Explicit VR) Little Endian when every element is a string VR (a
+    C-FIND identifier, an answer), written here without pydicom's general writer; None for any
+    other data set.  Text and PN values are encoded in the data set's character set as pydicom
+    encodes them (PS3.5 6.1; ISO 2022 escape sequences included)."""
+    encodings = None
+    out = []
+    for elem in ds:
+        vr, value = elem.VR, getattr(elem, "value", None)
+        if not isinstance(vr, str) or isinstance(value, (bytes, bytearray)):
+            return None
+        if value is None or value == "":
+            raw = b""
+        elif vr in _ASCII:
+            values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+            raw = "\\".join(getattr(v, "original_string", None) or str(v)
+                             for v in values).encode("ascii")
+        elif vr in _TEXT or vr == "PN":
+            if encodings is None:
+                encodings = ds._character_set
+                encodings = [encodings] if isinstance(encodings, str) else encodings
+            values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+            raw = b"\\".join(v.encode(encodings) if vr == "PN" else encode_string(v, encodings)
+                              for v in values)
+        else:
+            return None
+        if len(raw) % 2:
+            raw += b"\x00" if vr == "UI" else b" "
+        tag = elem.tag
+        if implicit:
+            out.append(struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(raw)))
+        elif vr.encode() in _LONG_VRS:
+            out.append(struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(raw)))
+        elif len(raw) > 0xFFFF:
+            return None
+        else:
+            out.append(struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(raw)))
+        out.append(raw)
+    return b"".join(out)
+
+
 def write(ds: Dataset, syntax: str) -> bytes:
     """``ds`` encoded in ``syntax`` (one of :data:`NATIVE`, or an encapsulated syntax for a
     data set whose pixel data is already encapsulated in it)."""
+    if syntax in (IMPLICIT_LE, EXPLICIT_LE):
+        try:
+            raw = _flat(ds, syntax == IMPLICIT_LE)
+        except (UnicodeError, TypeError, ValueError, AttributeError):
+            raw = None
+        if raw is not None:
+            return raw
     fp = DicomBytesIO()
     fp.is_implicit_VR = syntax == IMPLICIT_LE
     fp.is_little_endian = syntax != EXPLICIT_BE

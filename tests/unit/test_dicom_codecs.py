@@ -229,3 +229,28 @@ def test_a_received_data_set_becomes_a_dicom_file_unchanged_and_is_found_in_it_a
         assert header.PatientName == "张^三" and "PixelData" not in header
     with pytest.raises(ValueError):
         part10.data_set(b"\x00" * 200)
+
+
+@pytest.mark.parametrize("charset, name", [
+    ("ISO_IR 192", "Zhang^San=张^三"), ("GB18030", "章^三"), ("\\ISO 2022 IR 58", "Zhang^Xiaohong=张^小红"),
+    ("", "ZHANG^SAN"),
+])
+def test_an_answer_written_by_the_node_is_byte_for_byte_what_pydicom_writes(charset, name):
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = name, "P001", ""
+    ds.StudyInstanceUID, ds.StudyDate = "1.2.156.3", "20261202"
+    ds.StudyDescription = "胸部CT平扫" if charset else "CHEST"
+    ds.ModalitiesInStudy = ["CT", "MR"]
+    ds.NumberOfStudyRelatedInstances = "12"
+    ds.RetrieveAETitle = "HIE"
+    for syntax in (part10.IMPLICIT_LE, part10.EXPLICIT_LE):
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = syntax == part10.IMPLICIT_LE, True
+        write_dataset(fp, ds)
+        assert part10.write(ds, syntax) == fp.getvalue()
+        assert part10.read(part10.write(ds, syntax), syntax).PatientName == name
