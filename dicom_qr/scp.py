@@ -57,6 +57,7 @@ log = logging.getLogger("dicom_qr.scp")
 
 CANNOT_UNDERSTAND = receive.CANNOT_UNDERSTAND   # C-FIND's too (PS3.4 C.4.1.1.4)
 SOP_CLASS_NOT_SUPPORTED = 0x0122
+ANSWERS_PER_WRITE = 32
 MAX_LENGTH = 1 << 20                             # the node's Maximum Length (PS3.7 D.3.3.1)
 STORAGE = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 FIND = frozenset({str(PatientRootQueryRetrieveInformationModelFind),
@@ -140,19 +141,26 @@ def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int
 @_serves(FIND, dimse.C_FIND_RSP)
 def handle_find(assoc: Association, request: Message, node: Any) -> None:
     """C-FIND: a pending answer per match, then the final status; audited (110112 Query, with
-    the patients asked for)."""
+    the patients asked for).  The answers leave in writes of up to :data:`ANSWERS_PER_WRITE`,
+    the final response with the last of them; a C-CANCEL-RQ is looked for before each write."""
     ctx, started = _context(node, assoc, DICOM_C_FIND), time.perf_counter()
     cx = assoc.context(request)
     found, status = _find(assoc, request, node, ctx)
-    if status is None:
-        for identifier in found:
-            if assoc.cancelled(request.message_id):
-                status = CANCEL
-                break
-            _answer(assoc, request, dimse.C_FIND_RSP, PENDING,
-                    part10.write(identifier, cx.transfer_syntax))
-    if status not in (None, CANCEL):
+    pending = [Message(request.context_id, dimse.response(request, dimse.C_FIND_RSP, PENDING),
+                       part10.write(identifier, cx.transfer_syntax)) for identifier in found]
+    if status is not None:
         ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
+    for at in range(0, len(pending), ANSWERS_PER_WRITE):
+        if assoc.cancelled(request.message_id):
+            status = CANCEL
+            break
+        if at + ANSWERS_PER_WRITE < len(pending):
+            assoc.send(*pending[at:at + ANSWERS_PER_WRITE])
+            continue
+        ctx.finish(time.perf_counter() - started)
+        assoc.send(*pending[at:], Message(request.context_id, dimse.response(
+            request, dimse.C_FIND_RSP, SUCCESS)))
+        return
     ctx.finish(time.perf_counter() - started)
     _answer(assoc, request, dimse.C_FIND_RSP, SUCCESS if status is None else status)
 

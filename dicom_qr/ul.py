@@ -81,9 +81,10 @@ class Association:
     def context(self, message: dimse.Message) -> acse.Context:
         return self.agreed.contexts[message.context_id]
 
-    def send(self, message: dimse.Message) -> None:
-        for raw in dimse.fragments(message, self.agreed.peer_max_length):
-            self.sock.sendall(raw)
+    def send(self, *messages: dimse.Message) -> None:
+        """Send ``messages`` in one write (each in its own PDUs)."""
+        self.sock.sendall(b"".join(raw for m in messages
+                                   for raw in dimse.fragments(m, self.agreed.peer_max_length)))
 
     # -- reading ---------------------------------------------------------------------------
 
