@@ -150,19 +150,27 @@ def handle_find(assoc: Association, request: Message, node: Any) -> None:
                        part10.write(identifier, cx.transfer_syntax)) for identifier in found]
     if status is not None:
         ctx.fail(SERIOUS_FAILURE, f"status 0x{status:04X}")
-    for at in range(0, len(pending), ANSWERS_PER_WRITE):
-        if assoc.cancelled(request.message_id):
-            status = CANCEL
-            break
-        if at + ANSWERS_PER_WRITE < len(pending):
-            assoc.send(*pending[at:at + ANSWERS_PER_WRITE])
-            continue
+    audited = False
+    try:
+        for at in range(0, len(pending), ANSWERS_PER_WRITE):
+            if assoc.cancelled(request.message_id):
+                status = CANCEL
+                break
+            if at + ANSWERS_PER_WRITE < len(pending):
+                assoc.send(*pending[at:at + ANSWERS_PER_WRITE])
+                continue
+            audited = True
+            ctx.finish(time.perf_counter() - started)
+            assoc.send(*pending[at:], Message(request.context_id, dimse.response(
+                request, dimse.C_FIND_RSP, SUCCESS)))
+            return
+        audited = True
         ctx.finish(time.perf_counter() - started)
-        assoc.send(*pending[at:], Message(request.context_id, dimse.response(
-            request, dimse.C_FIND_RSP, SUCCESS)))
-        return
-    ctx.finish(time.perf_counter() - started)
-    _answer(assoc, request, dimse.C_FIND_RSP, SUCCESS if status is None else status)
+        _answer(assoc, request, dimse.C_FIND_RSP, SUCCESS if status is None else status)
+    finally:
+        if not audited:                    # the requester aborted in the middle
+            ctx.fail(SERIOUS_FAILURE, "the association was aborted")
+            ctx.finish(time.perf_counter() - started)
 
 
 def _find(assoc: Association, request: Message, node: Any, ctx: Context

@@ -10,7 +10,7 @@ Table 9-10 reduced to what an acceptor sees):
 - the A-ASSOCIATE-RQ must come first and within the ARTIM time (:data:`ARTIM`), else the
   connection is closed; anything that is not a PDU, or a PDU larger than the node takes, gets
   an A-ABORT (source: service provider) and the connection closes;
-- an association idle longer than :data:`IDLE` is aborted;
+- an association idle longer than :data:`IDLE` gets an A-ABORT and is closed;
 - A-RELEASE-RQ is answered A-RELEASE-RP once the operation in progress is done;
 - a C-CANCEL-RQ reaches the operation it names (:meth:`Association.cancelled`);
 - a service that fails unexpectedly answers 0x0110 "processing failure"; the listener goes on.
@@ -287,6 +287,12 @@ class Listener:
                 sock.sendall(pdu.encode(pdu.Abort(pdu.ABORT_PROVIDER, 0)))
             except OSError:
                 pass
+        except TimeoutError:
+            log.info("association from %s aborted: silent too long", address)
+            try:
+                sock.sendall(pdu.encode(pdu.Abort(pdu.ABORT_PROVIDER, 0)))
+            except OSError:
+                pass
         except (Closed, OSError) as exc:
             log.debug("association from %s ended: %s", address, exc)
         except Exception:  # noqa: BLE001 - nothing of one association stops the listener
@@ -300,7 +306,10 @@ class Listener:
                 pass
 
     def _associate(self, sock: socket.socket, address: str, busy: bool) -> None:
-        rq = read_pdu(sock, ASSOCIATE_LIMIT)
+        try:
+            rq = read_pdu(sock, ASSOCIATE_LIMIT)
+        except TimeoutError:            # ARTIM expired: close, no A-ABORT (PS3.8 9.2, AA-2)
+            raise Closed("no A-ASSOCIATE-RQ within the ARTIM time") from None
         if not isinstance(rq, pdu.AssociateRQ):
             raise pdu.PduError(f"{type(rq).__name__} before an association",
                                pdu.UNEXPECTED_PDU)

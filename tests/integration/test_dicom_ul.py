@@ -148,6 +148,16 @@ def test_a_connection_that_never_asks_for_an_association_is_closed(live, monkeyp
         assert time.monotonic() - started < 9
 
 
+def test_an_association_silent_too_long_is_aborted(live, monkeypatch):
+    monkeypatch.setattr(ul, "IDLE", 0.5)
+    assoc = _associate(live, [(CT, [part10.EXPLICIT_LE])])
+    assoc.sock.settimeout(10)
+    answer = ul.read_pdu(assoc.sock, 1 << 20)
+    assert isinstance(answer, pdu.Abort) and answer.source == pdu.ABORT_PROVIDER
+    assert assoc.sock.recv(10) == b""
+    assoc.sock.close()
+
+
 def test_beyond_its_limit_the_listener_rejects_associations_transiently():
     seen = []
 
