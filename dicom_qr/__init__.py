@@ -1,5 +1,7 @@
-"""The imaging node: DICOM SCP (C-ECHO, C-STORE, C-FIND), its index and storage — DICOM PS3.4,
-PS3.5 (character sets), PS3.7 / PS3.8 (messages, network), on pydicom and pynetdicom.
+"""The imaging node: the DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, Storage
+Commitment) on the node's own Upper Layer (:mod:`dicom_qr.ul`), its index and storage,
+DICOMweb, XDS-I.b, forwarding, back-fill and import — DICOM PS3.4, PS3.5 (character sets),
+PS3.7 / PS3.8 (messages, network), on pydicom, with pynetdicom where the node is the SCU.
 
 Importing the package corrects one thing of pydicom 3.0's character-set handling: it lists the
 Python codec of ISO 2022 IR 58 (GB 2312) among those that handle their ISO 2022 escape
