@@ -4,13 +4,13 @@ presentation contexts the node proposes when it sends stored instances (PS3.8 9.
 own associations (:mod:`dicom_qr.ul`) or pynetdicom's (:class:`NodeAE`)."""
 from __future__ import annotations
 
-import socket
 from typing import Any, Iterable
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_qr.part10 import EXPLICIT_LE, IMPLICIT_LE
+from dicom_qr.ul import no_delay
 from hie.context import Context
 from hie.transactions import Transaction
 
@@ -21,7 +21,7 @@ def context(node: Any, assoc: Any, transaction: Transaction) -> Context:
                    principal=assoc.calling or None)
 
 
-UNCOMPRESSED = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
+UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE)
 
 
 def sending_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -49,17 +49,10 @@ def context_count(pairs: Iterable[tuple[str, str]]) -> int:
     return len(sending_pairs(pairs))
 
 
-def _no_delay(sock) -> None:
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-
-
 class _NoDelayServer(ThreadedAssociationServer):
     def get_request(self):
         sock, address = super().get_request()
-        _no_delay(sock)
+        no_delay(sock)
         return sock, address
 
 
@@ -76,7 +69,7 @@ class NodeAE(AE):
     def associate(self, *args, **kwargs):
         assoc = super().associate(*args, **kwargs)
         if assoc.is_established:
-            _no_delay(getattr(getattr(assoc.dul, "socket", None), "socket", None))
+            no_delay(getattr(getattr(assoc.dul, "socket", None), "socket", None))
         return assoc
 
 

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from sqlalchemy.engine import Connection
 
+from dicom_qr import part10
 from dicom_qr.attrs import answer_charset, name_forms, text_of
 from dicom_qr.patients import same_person
 from dicom_qr.tables import dicom_instance as I, dicom_patient as P, dicom_series as SE
@@ -118,6 +119,17 @@ def parse(identifier: Dataset, model: str) -> Query:
         if value and kw in KEYS:
             q.matching[kw] = value
     return q
+
+
+def read_identifier(data: bytes | None, syntax: str, model: str) -> Query:
+    """:func:`parse` of a request identifier still encoded in its presentation context's
+    transfer syntax; one that cannot be decoded is a :class:`QueryError` 0xC000."""
+    try:
+        return parse(part10.read(data or b"", syntax), model)
+    except QueryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot decode
+        raise QueryError(0xC000, f"the identifier cannot be decoded: {exc}") from None
 
 
 def _like(value: str) -> str:
@@ -223,7 +235,8 @@ def statement(q: Query):
 
 
 def _count_statements() -> dict[str, tuple[str, Any]]:
-    """``NumberOf…Related…`` → (level, the count's SELECT for the row ``:row_id``), built once."""
+    """``NumberOf…Related…`` → (level, the count's SELECT of the row ``:row_id``): built
+    once."""
     row = sa.bindparam("row_id")
     studies = sa.select(ST.c.id).where(ST.c.patient_pk == row)
     patient_series = sa.select(SE.c.id).where(SE.c.study_pk.in_(studies))
@@ -292,4 +305,5 @@ def answers(conn: Connection, q: Query, ae_title: str, *, limit: int | None = No
 
 
 __all__ = ["PATIENT_ROOT", "STUDY_ROOT", "LEVELS", "KEYS", "QueryError", "Query", "parse",
+           "read_identifier",
            "condition", "through_index", "statement", "answers"]

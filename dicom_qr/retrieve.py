@@ -45,7 +45,6 @@ log = logging.getLogger("dicom_qr.retrieve")
 MOVE_DESTINATION_UNKNOWN = 0xA801
 UNABLE_TO_PERFORM = 0xA702
 SOME_FAILED = 0xB000
-CANNOT_UNDERSTAND = 0xC000
 MAX_CONTEXTS = 128
 MAX_SUBOPERATIONS = 0xFFFF          # the counts are US (PS3.7 E.1-1)
 
@@ -121,12 +120,10 @@ def _select(assoc: ul.Association, request: Message, node: Any
             ) -> tuple[list[Stored], int | None]:
     cx = assoc.context(request)
     try:
-        query = cfind.parse(part10.read(request.data or b"", cx.transfer_syntax),
-                            cx.abstract_syntax)
+        query = cfind.read_identifier(request.data, cx.transfer_syntax, cx.abstract_syntax)
     except cfind.QueryError as exc:
+        log.info("retrieve from %s refused: %s", assoc.calling, exc)
         return [], exc.status
-    except Exception:  # noqa: BLE001 - an identifier pydicom cannot decode
-        return [], CANNOT_UNDERSTAND
     with node.db.read() as conn:
         return instances(conn, query), None
 

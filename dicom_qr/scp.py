@@ -178,14 +178,10 @@ def _find(assoc: Association, request: Message, node: Any, ctx: Context
     """(the answers, None) or ([], a failure status)."""
     cx = assoc.context(request)
     try:
-        query = cfind.parse(part10.read(request.data or b"", cx.transfer_syntax),
-                            cx.abstract_syntax)
+        query = cfind.read_identifier(request.data, cx.transfer_syntax, cx.abstract_syntax)
     except cfind.QueryError as exc:
         log.info("C-FIND from %s refused: %s", assoc.calling, exc)
         return [], exc.status
-    except Exception as exc:  # noqa: BLE001 - an identifier pydicom cannot decode
-        log.info("C-FIND from %s: cannot decode the identifier: %s", assoc.calling, exc)
-        return [], CANNOT_UNDERSTAND
     if "PatientID" in query.matching:
         ctx.note(query.matching["PatientID"])
     try:

@@ -338,5 +338,5 @@ class Listener:
                 message, message.field | 0x8000, dimse.PROCESSING_FAILURE)))
 
 
-__all__ = ["Association", "Listener", "Closed", "Refused", "request_association", "Service", "read_pdu", "no_delay", "ARTIM",
-           "IDLE"]
+__all__ = ["Association", "Listener", "Closed", "Refused", "request_association", "Service",
+           "read_pdu", "no_delay", "ARTIM", "IDLE"]

@@ -232,7 +232,8 @@ def test_a_received_data_set_becomes_a_dicom_file_unchanged_and_is_found_in_it_a
 
 
 @pytest.mark.parametrize("charset, name", [
-    ("ISO_IR 192", "Zhang^San=张^三"), ("GB18030", "章^三"), ("\\ISO 2022 IR 58", "Zhang^Xiaohong=张^小红"),
+    ("ISO_IR 192", "Zhang^San=张^三"), ("GB18030", "章^三"),
+    ("\\ISO 2022 IR 58", "Zhang^Xiaohong=张^小红"),
     ("", "ZHANG^SAN"),
 ])
 def test_an_answer_written_by_the_node_is_byte_for_byte_what_pydicom_writes(charset, name):
