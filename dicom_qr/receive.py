@@ -29,7 +29,10 @@ from hie.context import Context
 log = logging.getLogger("dicom_qr.receive")
 
 SUCCESS, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA700
-REQUIRED_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+REQUIRED_UIDS = {"SOPInstanceUID": ("instance", "sop_uid"),
+                 "StudyInstanceUID": ("study", "study_uid"),
+                 "SeriesInstanceUID": ("series", "series_uid"),
+                 "SOPClassUID": ("instance", "sop_class")}
 
 
 @dataclass(frozen=True)
@@ -71,14 +74,15 @@ def accept(node: Any, ctx: Context, ds: Dataset, blob: Callable[[], BlobInfo], s
     first, in the store — or waits for an :class:`EarlyWrite` — called only once the data set
     has passed its checks)."""
     try:
-        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
-        if missing:
-            log.warning("instance from %s refused: no %s", source, ", ".join(missing))
-            return Outcome(CANNOT_UNDERSTAND, f"no {', '.join(missing)}")
         levels = attrs.index_values(ds)
     except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
         log.warning("instance from %s refused: cannot decode the data set: %s", source, exc)
         return Outcome(CANNOT_UNDERSTAND, "the data set cannot be decoded")
+    missing = [keyword for keyword, (level, column) in REQUIRED_UIDS.items()
+               if not levels[level][column]]
+    if missing:
+        log.warning("instance from %s refused: no %s", source, ", ".join(missing))
+        return Outcome(CANNOT_UNDERSTAND, f"no {', '.join(missing)}")
     p, inst = levels["patient"], levels["instance"]
     done = Outcome(SUCCESS, "", inst["sop_class"], inst["sop_uid"], levels["study"]["study_uid"])
     p["issuer"] = p["issuer"] or patients.issuer_for(source, node.settings.dicom_issuers)

@@ -255,3 +255,33 @@ def test_an_answer_written_by_the_node_is_byte_for_byte_what_pydicom_writes(char
         write_dataset(fp, ds)
         assert part10.write(ds, syntax) == fp.getvalue()
         assert part10.read(part10.write(ds, syntax), syntax).PatientName == name
+
+
+@pytest.mark.parametrize("charset, name, description", [
+    ("ISO_IR 192", "Zhang^San=张^三", "胸部CT平扫"), ("GB18030", "章^三", "头颅MR"),
+    ("\\ISO 2022 IR 58", "Zhang^Xiaohong=张^小红", "腹部"), ("", "WANG^WU", "CHEST"),
+])
+def test_the_index_reads_raw_elements_as_pydicom_decodes_them(charset, name, description):
+    from dicom_qr.attrs import index_values
+    ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = name, " P001 ", "BJXH"
+    ds.PatientBirthDate, ds.PatientSex = "19800101", "M"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.156.3", "1.2.156.3.1"
+    ds.SOPInstanceUID, ds.SOPClassUID = "1.2.156.3.1.1", CT
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20261202", "093000", "A1"
+    ds.StudyDescription, ds.ReferringPhysicianName = description, name
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 3, 12
+    for syntax in (part10.IMPLICIT_LE, part10.EXPLICIT_LE):
+        raw = part10.read(part10.write(ds, syntax), syntax)
+        fresh = index_values(raw)                      # from the raw bytes
+        decoded = part10.read(part10.write(ds, syntax), syntax)
+        for _ in decoded:                              # every element decoded by pydicom
+            pass
+        assert fresh == index_values(decoded)
+        assert fresh["patient"]["patient_name"] == name
+        assert fresh["patient"]["patient_id"] == "P001"
+        assert fresh["study"]["description"] == description
+        assert fresh["series"]["series_number"] == "3"
+        assert fresh["study"]["charset"] == charset
