@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pynetdicom import AE, build_context
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_qr.part10 import EXPLICIT_LE, IMPLICIT_LE
 from dicom_qr.ul import no_delay
@@ -49,22 +48,10 @@ def context_count(pairs: Iterable[tuple[str, str]]) -> int:
     return len(sending_pairs(pairs))
 
 
-class _NoDelayServer(ThreadedAssociationServer):
-    def get_request(self):
-        sock, address = super().get_request()
-        no_delay(sock)
-        return sock, address
-
-
 class NodeAE(AE):
     """pynetdicom's AE (the node as an SCU: forwarding, import, back-fill, commitment reports)
-    with TCP_NODELAY on its associations: a DIMSE message is a command PDU and then a data set
-    PDU, and with Nagle's algorithm the second waits for the peer's delayed ACK (~40 ms)."""
-
-    def make_server(self, *args, server_class=None, **kwargs):
-        if server_class is ThreadedAssociationServer:
-            server_class = _NoDelayServer
-        return super().make_server(*args, server_class=server_class, **kwargs)
+    with TCP_NODELAY on the associations it opens: a DIMSE message is a command PDU and then a
+    data set PDU, and with Nagle's algorithm the second waits for the peer's delayed ACK."""
 
     def associate(self, *args, **kwargs):
         assoc = super().associate(*args, **kwargs)
