@@ -114,3 +114,11 @@ def node(settings):
     n = Node(settings, create_schema=False)
     yield n
     n.close()
+
+
+@pytest.fixture
+def live(node):
+    """The node running, every listener on a free loopback port (:func:`tests.live.live_node`)."""
+    from tests.live import live_node
+    with live_node(node.settings, node) as ln:
+        yield ln

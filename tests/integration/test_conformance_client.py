@@ -11,7 +11,6 @@ from conformance import ebrim21, prepare, soap_client as S
 from conformance.log import RunLog, StepLog
 from conformance.testkit import TestKit
 from tests import xdsdata as X
-from tests.live import live_node
 
 XDSB = S.XDSB
 SOURCE_ID_SCHEME = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"   # SubmissionSet.sourceId
@@ -20,12 +19,6 @@ SOURCE_ID_SCHEME = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"   # Submissio
 @pytest.fixture(scope="module")
 def kit():
     return TestKit()
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def _send(url: str, req: S.Request) -> S.SoapReply:

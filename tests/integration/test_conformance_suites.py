@@ -20,12 +20,6 @@ from tests.live import live_node
 HIE = str(Path(sys.executable).parent / "hie")
 
 
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
-
-
 def run(live, actor: str, report: Path, *extra: str, target: str | None = None
         ) -> subprocess.CompletedProcess:
     http, (host, port) = live.http, live.mllp

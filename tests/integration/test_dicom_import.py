@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pydicom
-import pytest
 import sqlalchemy as sa
 from PIL import Image
 from pydicom.encaps import generate_frames
@@ -22,17 +21,10 @@ from dicom_qr import convert, importer
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_study
 from hie.settings import Peer
 from tests.dicom_support import free_port, instance
-from tests.live import live_node
 
 ROOT = Path(__file__).resolve().parents[2]
 PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]"
        b"/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def own(live) -> Peer:

@@ -4,14 +4,13 @@ hospital's HIS would), and findscu / getscu by the enterprise ID, another hospit
 resident ID number find every hospital's studies of that person."""
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
 from dicom_qr.tables import dicom_patient
 from pix_pdq.tables import identifier as t_id, person as t_person
 from tests.dicom_support import find, instance, run
-from tests.live import live_node, live_with
+from tests.live import live_with
 from tests.mllp_support import MllpClient, resident_id
 from tests.xdsdata import AFFINITY_DOMAIN
 
@@ -29,12 +28,6 @@ def adt(mrn: str, eid: str, idcard: str, name: str = "王^小明") -> bytes:
         f"{idcard}^^^&{IDCARD}&ISO^NI||{name}||19800101|M",
         "PV1|1|O"]) + "\r"
     return msg.encode("utf-8")
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def feed(live, message: bytes) -> None:

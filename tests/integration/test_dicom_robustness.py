@@ -11,7 +11,6 @@ import struct
 import time
 
 import pydicom
-import pytest
 import sqlalchemy as sa
 from pydicom.uid import generate_uid
 from pynetdicom import AE
@@ -24,12 +23,6 @@ from dicom_qr.tables import dicom_instance
 from hie.node import Node
 from tests.dicom_support import find, instance, run
 from tests.live import live_node
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def echo(live) -> None:

@@ -22,12 +22,6 @@ from tests.dicom_support import CT, DCMTK, SC, find, instance, run
 from tests.live import live_node
 
 @pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
-
-
-@pytest.fixture
 def stored(live, tmp_path):
     """Four patients' studies sent with storescu, in three character sets (the traditional
     張小紅 in UTF-8: GB 2312, ISO 2022 IR 58's set, has no traditional characters)."""

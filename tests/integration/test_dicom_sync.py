@@ -17,15 +17,8 @@ from pydicom.uid import generate_uid
 from dicom_qr import sync
 from hie.settings import Peer
 from tests.dicom_support import DCMTK, free_port, instance, run
-from tests.live import live_node
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 @pytest.fixture

@@ -17,16 +17,9 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 
 from dicom_qr import acse, dimse, part10, pdu, ul
 from tests.dicom_support import instance, run
-from tests.live import live_node
 
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def _stored(live, tmp_path, studies: int) -> dict[str, str]:

@@ -20,15 +20,8 @@ from dicom_qr import convert
 from dicom_qr.tables import dicom_instance
 from hie.tables import audit_event as t_audit
 from tests.dicom_support import instance
-from tests.live import live_node
 
 DICOM_ANY = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def multipart(parts: list[bytes], kind: str = "application/dicom") -> tuple[bytes, str]:

@@ -21,7 +21,7 @@ from dicom_qr import kos, rad69, xdsi
 from dicom_qr.tables import dicom_manifest
 from tests.dicom_support import instance, run
 from tests.integration.test_dicom_patients import adt, feed
-from tests.live import live_node, live_with
+from tests.live import live_with
 from tests.mllp_support import resident_id
 from tests.xdsdata import AFFINITY_DOMAIN
 
@@ -29,12 +29,6 @@ Q = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 LATER = dt.timedelta(hours=1)
-
-
-@pytest.fixture
-def live(node):
-    with live_node(node.settings, node) as ln:
-        yield ln
 
 
 def store(live, *paths) -> None:
