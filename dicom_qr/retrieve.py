@@ -77,10 +77,6 @@ def contexts(found: list[Stored]) -> list[tuple[str, list[str]]]:
 
 
 def _blob(node: Any, key: str) -> bytes:
-    path = node.blobs.path(key)
-    if path is not None:
-        with open(path, "rb") as fh:
-            return fh.read()
     with node.blobs.open(key) as fh:
         return fh.read()
 
