@@ -73,13 +73,23 @@ def _ascii(raw: bytes) -> str:
     return "\\".join(v.strip(" \x00") for v in raw.decode("ascii", "replace").split("\\")).strip()
 
 
-def _value(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> str:
+# every tag index_values reads: what dicom_qr.header takes from a received data set's bytes
+INDEXED_TAGS = frozenset([0x00080005] + [tag for fields in _INDEXED.values()
+                                         for _, tag, _, _ in fields])
+
+
+def _value(ds: Dataset | dict[int, bytes], tag: int, vr: str, encodings: list[str]) -> str:
     """The text of element ``tag``, decoded from its raw bytes when pydicom has not decoded it
     yet (its converters, without the Dataset's own machinery: ten times cheaper)."""
-    elem = ds.get_item(tag)
-    if elem is None:
-        return ""
-    raw = elem.value
+    if isinstance(ds, dict):
+        raw = ds.get(tag)
+        if raw is None:
+            return ""
+    else:
+        elem = ds.get_item(tag)
+        if elem is None:
+            return ""
+        raw = elem.value
     if not isinstance(raw, (bytes, bytearray)):
         return text_of(raw)
     if vr == "PN":
@@ -89,8 +99,9 @@ def _value(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> str:
     return _ascii(bytes(raw))
 
 
-def index_values(ds: Dataset) -> dict[str, dict[str, Any]]:
-    """Level -> column -> value, from a dataset (its elements decoded or still raw)."""
+def index_values(ds: Dataset | dict[int, bytes]) -> dict[str, dict[str, Any]]:
+    """Level -> column -> value, from a dataset (its elements decoded or still raw) or from
+    the value bytes of its elements of :data:`INDEXED_TAGS` (:func:`dicom_qr.header.elements`)."""
     charset = _value(ds, 0x00080005, "CS", [])
     encodings = dcs.convert_encodings(charset.split("\\") if charset else None)
     out = {level: {column: _value(ds, tag, vr, encodings)[:limit]
@@ -128,4 +139,4 @@ def answer_charset(query_charset: list[str], texts: list[str]) -> list[str]:
     return [UTF8]
 
 
-__all__ = ["UTF8", "text_of", "name_forms", "index_values", "answer_charset"]
+__all__ = ["UTF8", "INDEXED_TAGS", "text_of", "name_forms", "index_values", "answer_charset"]

@@ -8,6 +8,11 @@ The bytes may already be on their way to the store when the data set is checked
 its fsync — which hold no lock Python needs — run in a helper thread while the data set is read
 and the rows prepared; a refused instance's new blob is removed again).
 
+A received data set is read only as far as the index needs (:class:`Received`): its elements
+of :data:`dicom_qr.attrs.INDEXED_TAGS` are taken from its bytes by :mod:`dicom_qr.header`,
+and pydicom reads it whole (before the pixel data) only for what needs a Dataset — the patient's
+tie, once per patient and association — or when the walk fails.
+
 The outcome is a DICOM status with a reason: 0x0000; 0xC000 "cannot understand" for a data
 set without its SOP Class / SOP Instance / Study / Series UIDs or that cannot be decoded;
 0xA700 "out of resources" when the bytes or the rows cannot be written (nothing half-written:
@@ -15,6 +20,7 @@ the rows are one unit of work, and a blob no row names is content-addressed, har
 """
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +28,7 @@ from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 
-from dicom_qr import attrs, forward, patients, store
+from dicom_qr import attrs, forward, header, part10, patients, store
 from hie.blobs import BlobInfo
 from hie.context import Context
 
@@ -42,6 +48,35 @@ class Outcome:
     sop_class: str = ""
     sop_uid: str = ""
     study_uid: str = ""
+
+
+class Received:
+    """A received data set: its index values (:func:`dicom_qr.attrs.index_values`) and, on
+    demand, the pydicom Dataset.  Building one raises whatever the data set's decoding raised
+    (the caller's 0xC000)."""
+
+    def __init__(self, levels: dict[str, dict[str, Any]], dataset: Callable[[], Dataset]):
+        self.levels, self._dataset, self._ds = levels, dataset, None
+
+    @classmethod
+    def of(cls, ds: Dataset) -> "Received":
+        return cls(attrs.index_values(ds), lambda: ds)
+
+    @classmethod
+    def read(cls, data: bytes | memoryview, syntax: str) -> "Received":
+        """The data set ``data`` received in ``syntax``: walked for the index's elements, or
+        read by pydicom when it does not walk."""
+        try:
+            raw = header.elements(data, syntax, attrs.INDEXED_TAGS)
+        except header.HeaderError:
+            return cls.of(part10.read(data, syntax, stop_before_pixels=True))
+        return cls(attrs.index_values(raw),
+                   functools.partial(part10.read, data, syntax, stop_before_pixels=True))
+
+    def dataset(self) -> Dataset:
+        if self._ds is None:
+            self._ds = self._dataset()
+        return self._ds
 
 
 _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dicom-blob")
@@ -68,16 +103,12 @@ class EarlyWrite:
             self.node.blobs.delete(info.key)
 
 
-def accept(node: Any, ctx: Context, ds: Dataset, blob: Callable[[], BlobInfo], syntax: str,
-           source: str, cache: store.LevelCache | None = None) -> Outcome:
+def accept(node: Any, ctx: Context, received: Received, blob: Callable[[], BlobInfo],
+           syntax: str, source: str, cache: store.LevelCache | None = None) -> Outcome:
     """Keep and index one instance (``blob``: puts its bytes as received, File Meta Information
     first, in the store — or waits for an :class:`EarlyWrite` — called only once the data set
     has passed its checks)."""
-    try:
-        levels = attrs.index_values(ds)
-    except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
-        log.warning("instance from %s refused: cannot decode the data set: %s", source, exc)
-        return Outcome(CANNOT_UNDERSTAND, "the data set cannot be decoded")
+    levels = received.levels
     missing = [keyword for keyword, (level, column) in REQUIRED_UIDS.items()
                if not levels[level][column]]
     if missing:
@@ -94,6 +125,12 @@ def accept(node: Any, ctx: Context, ds: Dataset, blob: Callable[[], BlobInfo], s
         if cache.knows(store.dicom_patient, key):
             domain = cache.held(store.dicom_patient, key).get("domain", "")
         else:
+            try:
+                ds = received.dataset()
+            except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
+                log.warning("instance from %s refused: cannot decode the data set: %s", source,
+                            exc)
+                return Outcome(CANNOT_UNDERSTAND, "the data set cannot be decoded")
             domain = p["domain"] = _tie(ds, ctx, p["issuer"], source)
         peers = forward.destinations(node.settings, source=source,
                                      modality=levels["series"]["modality"],
@@ -118,5 +155,6 @@ def _tie(ds: Dataset, ctx: Context, issuer: str, source: str) -> str:
     return patients.tie(ctx, ids, patients.demographics(ds), f"DICOM {source}")[1]
 
 
-__all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "EarlyWrite",
+__all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "Received",
+           "EarlyWrite",
            "accept"]

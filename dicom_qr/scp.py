@@ -125,14 +125,14 @@ def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int
     kept = receive.EarlyWrite(node, part10.file_bytes(sop_class, sop_uid, syntax, request.data,
                                                       assoc.calling))
     try:
-        ds = part10.read(request.data, syntax, stop_before_pixels=True)
-    except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot decode
+        received = receive.Received.read(request.data, syntax)
+    except Exception as exc:  # noqa: BLE001 - a data set that cannot be decoded
         log.warning("C-STORE from %s refused: cannot decode the data set: %s", assoc.calling,
                     exc)
         kept.discard()
         return CANNOT_UNDERSTAND
     cache = assoc.state.setdefault("levels", store.LevelCache())
-    outcome = receive.accept(node, ctx, ds, kept, syntax, assoc.calling, cache)
+    outcome = receive.accept(node, ctx, received, kept, syntax, assoc.calling, cache)
     if outcome.status == CANNOT_UNDERSTAND:
         kept.discard()
     return outcome.status

@@ -11,19 +11,28 @@ unique key and runs again, finding the row.
 
 A :class:`LevelCache` (one per association) remembers the patient, study and series rows an
 association has written and what they hold: the next instance of the same series whose level
-attributes say nothing new costs no statement at those levels — one look-up and one insert for
-the instance.  What it remembers is taken in only once the unit of work has committed.
+attributes say nothing new costs no statement at those levels.  What it remembers is taken in
+only once the unit of work has committed.  Such an instance — the common case, a series arriving
+instance after instance — is then one statement, an ``INSERT … ON CONFLICT (sop_uid) DO UPDATE
+… RETURNING id`` (SQLite 3.35+, PostgreSQL 9.5+) compiled once per dialect and run on the
+database driver's own connection, without SQLAlchemy's per-statement machinery.  Should it fail
+(a level row removed under the cache), the cache is forgotten and the instance written the
+ordinary way.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import logging
 from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_series, dicom_study
+
+log = logging.getLogger("dicom_qr.store")
 
 ATTEMPTS = 3
 _STAMPS = ("updated_at", "received_at")   # when a row was written, not what it holds
@@ -93,6 +102,82 @@ def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: di
     return pk
 
 
+# the columns of an instance row, in the order the one-statement upsert binds them
+_INSTANCE_COLUMNS = ("series_pk", "sop_uid", "sop_class", "instance_number", "transfer_syntax",
+                     "blob_key", "size", "source_ae", "received_at")
+
+
+@functools.lru_cache(maxsize=None)
+def _instance_upsert(dialect) -> tuple[str, tuple[str, ...] | None, tuple]:
+    """(SQL, parameter order for a positional driver or None, bind processors) of the instance
+    row's one-statement upsert for ``dialect``."""
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(dicom_instance).values({c: sa.bindparam(c) for c in _INSTANCE_COLUMNS})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[dicom_instance.c.sop_uid],
+        set_={c: stmt.excluded[c] for c in _INSTANCE_COLUMNS if c != "sop_uid"},
+    ).returning(dicom_instance.c.id)
+    compiled = stmt.compile(dialect=dialect)
+    order = tuple(compiled.positiontup) if compiled.positiontup else None
+    processors = tuple((c, dicom_instance.c[c].type.bind_processor(dialect))
+                       for c in _INSTANCE_COLUMNS)
+    return compiled.string, order, processors
+
+
+def _instance_row(db, values: dict[str, Any]) -> int:
+    """Insert (or, for a SOP Instance UID already held, update) one instance row in one
+    statement and unit of work on the driver's connection; its id."""
+    sql, order, processors = _instance_upsert(db.engine.dialect)
+    bound = {c: (f(values[c]) if f is not None else values[c]) for c, f in processors}
+    params = tuple(bound[c] for c in order) if order is not None else bound
+    sqlite = db.dialect == "sqlite"
+    with db._write_lock or contextlib.nullcontext():
+        raw = db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                if sqlite:                # autocommit driver mode (hie.db): begin explicitly
+                    cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(sql, params)
+                pk = cursor.fetchone()[0]
+                if sqlite:
+                    cursor.execute("COMMIT")
+                else:
+                    raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            raw.close()                   # back to the pool
+    return pk
+
+
+def _unchanged(levels: dict[str, dict[str, Any]], known: Known) -> list[int] | None:
+    """The ids of the patient, study and series rows when ``known`` says each holds every
+    attribute ``levels`` gives it already; else None."""
+    pks: list[int] = []
+    for table, level, keys, parent in ((dicom_patient, "patient", ("patient_id", "issuer"), ""),
+                                       (dicom_study, "study", ("study_uid",), "patient_pk"),
+                                       (dicom_series, "series", ("series_uid",), "study_pk")):
+        values = levels[level]
+        entry = known.get((table.name, tuple(values[k] for k in keys)))
+        if entry is None:
+            return None
+        pk, held = entry
+        if parent and held.get(parent) != pks[-1]:     # the row under another parent now
+            return None
+        if any(v not in ("", None) and k not in keys and held.get(k) != v
+               for k, v in values.items()):
+            return None
+        pks.append(pk)
+    return pks
+
+
 def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_key: str,
            size: int, source_ae: str, now: dt.datetime | None = None,
            cache: LevelCache | None = None,
@@ -102,6 +187,15 @@ def record(db, levels: dict[str, dict[str, Any]], *, transfer_syntax: str, blob_
     write in the same unit of work (the outbox rows of forwarding)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     known = cache.known if cache is not None else {}
+    pks = _unchanged(levels, known) if also is None and known else None
+    if pks is not None:
+        try:
+            return _instance_row(db, {**levels["instance"], "series_pk": pks[2],
+                                      "transfer_syntax": transfer_syntax, "blob_key": blob_key,
+                                      "size": size, "source_ae": source_ae, "received_at": now})
+        except Exception as exc:  # noqa: BLE001 - e.g. a level row removed under the cache
+            log.warning("instance row written the ordinary way after: %s", exc)
+            known.clear()
     for attempt in range(ATTEMPTS):
         written: Known = {}
         try:

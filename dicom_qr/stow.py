@@ -69,7 +69,11 @@ def store_part(node: Any, ctx, data: bytes, content_type: str, study: str | None
     if study and str(ds.get("StudyInstanceUID", "")) != study:
         return receive.Outcome(MISMATCH, "not of the study of the request",
                                str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
-    return receive.accept(node, ctx, ds, lambda: node.blobs.put(data), syntax, source,
+    try:
+        received = receive.Received.of(ds)
+    except Exception:  # noqa: BLE001 - its attributes cannot be decoded
+        return receive.Outcome(CANNOT_UNDERSTAND, "the data set cannot be decoded")
+    return receive.accept(node, ctx, received, lambda: node.blobs.put(data), syntax, source,
                           cache)
 
 
