@@ -152,6 +152,7 @@ class FileBlobStore:
 
     def __init__(self, root: Path | str, fsync: bool = True):
         self.root = Path(root)
+        self._root = str(self.root)
         self.fsync = fsync
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -207,7 +208,8 @@ class FileBlobStore:
         stored costs no write at all."""
         sha1, key = hashlib.sha1(data).hexdigest(), hashlib.sha256(data).hexdigest()
         size = len(data)
-        final = self._file(key)
+        self._file(key)                           # checks the key
+        final = f"{self._root}/{key[:2]}/{key[2:4]}/{key}"   # (a str: no Path built per put)
         pending = self._fan_out(key)
         if self._has(final, size):
             return self._existing(key, sha1, size, pending)
@@ -297,9 +299,9 @@ class FileBlobStore:
         self._known2[int(key[:4], 16)] = 0
         return self._fan_out(key)
 
-    def _has(self, final: Path, size: int) -> bool:
+    def _has(self, final: Path | str, size: int) -> bool:
         try:
-            return final.stat().st_size == size
+            return os.stat(final).st_size == size
         except FileNotFoundError:
             return False
 
@@ -312,7 +314,7 @@ class FileBlobStore:
         self._sync_fan_out(pending)
         return BlobInfo(key, sha1, key, size, False)
 
-    def _install(self, tmp_name: str, final: Path, key: str,
+    def _install(self, tmp_name: str, final: Path | str, key: str,
                  pending: list[tuple[int, int, Path]]) -> None:
         """Rename the fsync'ed temporary file to its final name; make the names durable."""
         try:
@@ -321,7 +323,7 @@ class FileBlobStore:
             pending = self._refan(key)
             os.replace(tmp_name, final)
         if self.fsync:
-            _fsync_dir(final.parent)
+            _fsync_dir(os.path.dirname(final))
         self._sync_fan_out(pending)
 
     def _sync_fan_out(self, pending: list[tuple[int, int, Path]]) -> None:
