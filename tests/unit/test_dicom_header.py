@@ -120,3 +120,26 @@ def test_any_bytes_walk_or_raise_header_error(data, syntax):
     except header.HeaderError:
         return
     assert set(found) <= attrs.INDEXED_TAGS
+
+
+@pytest.mark.parametrize("charset, name, description", [
+    ("ISO_IR 192", "王^小明=王^小明", "胸部CT平扫"),
+    ("GB18030", "WANG^XIAOMING=王^小明", "胸部CT平扫"),
+    ("GBK", "欧阳^娜娜", "头颅MR增强"),
+    ("ISO 2022 IR 6\\ISO 2022 IR 58", "Zhang^San=张^三", "腹部CT"),   # code extensions
+    ("", "ZHANG^SAN", "CHEST"),                                        # the default repertoire
+])
+def test_names_and_texts_decode_as_pydicom_decodes_them(charset, name, description):
+    ds = _instance(charset)
+    ds.PatientName, ds.StudyDescription = name, description
+    if not charset:
+        del ds.SpecificCharacterSet
+        ds.ReferringPhysicianName = "LI^YISHENG"
+        ds.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeMeaning = "CHEST"
+    data = _bytes(ds, EXPLICIT)
+    values = attrs.index_values(header.elements(data, EXPLICIT, attrs.INDEXED_TAGS))
+    decoded = part10.read(data, EXPLICIT, stop_before_pixels=True)
+    decoded.decode()                                   # pydicom's own decoding of every value
+    assert values["patient"]["patient_name"] == str(decoded.PatientName) == name
+    assert values["study"]["description"] == str(decoded.StudyDescription) == description
+    assert values["study"]["referring"] == str(decoded.ReferringPhysicianName)
