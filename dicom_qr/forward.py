@@ -18,7 +18,9 @@ An instance matching a rule is queued for its destination in the unit of work th
 it (never for the AE that sent it: no loops).  The deliverer reads what the index holds when
 it runs and sends the stored bytes as they are (the file, not a re-encoding) when the
 destination accepts the transfer syntax they were received in, else the decoded data set in
-an uncompressed syntax the destination took.  A success or warning status (0x0000, 0xB000,
+an uncompressed syntax the destination took.  Instances to one destination that follow one
+another in the queue share an association (:class:`Sessions`), released once it has been
+idle for :data:`LINGER` seconds.  A success or warning status (0x0000, 0xB000,
 0xB006, 0xB007) delivers; anything else is retried with the outbox's back-off.  An instance
 no longer held is a permanent failure.  Each sending is audited (PS3.15 A.5 110106 Export).
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +51,7 @@ log = logging.getLogger("dicom_qr.forward")
 
 KIND = "dicom-forward"
 DELIVERED = {0x0000, 0xB000, 0xB006, 0xB007}
+LINGER = 1.0      # seconds an association to a destination stays open after its last C-STORE
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,10 @@ def _held(conn: Connection, sop_uid: str):
         .where(I.c.sop_uid == sop_uid)).first()
 
 
-def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None) -> int:
-    """C-STORE one held instance to ``peer`` on an association of its own; the status."""
-    from dicom_qr.association import NodeAE
-
+def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None,
+         sessions: "Sessions | None" = None) -> int:
+    """C-STORE one held instance to ``peer``; the status.  With ``sessions``, on the
+    association they keep open to ``peer`` (or one they open); else on one of its own."""
     with node.db.read() as conn:
         row = _held(conn, sop_uid)
     if row is None:
@@ -138,26 +142,103 @@ def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None) -> int
         path = node.blobs.path(row.blob_key)
     except BlobNotFound:
         raise DeliveryError(f"the bytes of {sop_uid} are lost", permanent=True) from None
-    ae = NodeAE(ae_title=node.settings.dicom_ae_title)
-    ae.requested_contexts = sending_contexts([(row.sop_class, row.transfer_syntax)])
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if not assoc.is_established:
-        raise DeliveryError(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+    own = sessions is None
+    sessions = sessions if sessions is not None else Sessions(node.settings.dicom_ae_title)
     try:
-        taken = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
-                 if cx.abstract_syntax == row.sop_class}
-        if not taken:
-            raise DeliveryError(f"{peer.ae_title} takes no {row.sop_class}")
-        # the file as stored when the syntax it came in is taken; else pynetdicom encodes the
-        # decoded data set in an uncompressed syntax the peer took
-        what = path if row.transfer_syntax in taken else pydicom.dcmread(path)
-        status = assoc.send_c_store(what)
+        return sessions.store(peer, row.sop_class, row.transfer_syntax, path)
     finally:
-        assoc.release()
-    return int(getattr(status, "Status", -1)) if status else -1
+        if own:
+            sessions.close()
 
 
-def deliver(node: Any, msg: Message) -> None:
+class Sessions:
+    """Associations kept open to forwarding destinations while deliveries to them follow one
+    another: the instances of a study forwarded together travel on one association (PS3.4
+    B.4: an SCP attaches no meaning to which association carries an instance), not one each.
+    An association is proposed for one (SOP Class, transfer syntax) pair
+    (:func:`dicom_qr.association.sending_contexts`); an instance of another pair closes it and
+    opens the next.  The outbox tells :meth:`idle` whenever nothing more is due: an
+    association unused for :data:`LINGER` seconds is released then (a destination never waits
+    long on an idle one), and all of them when the outbox stops.  One sender at a time."""
+
+    def __init__(self, ae_title: str):
+        self.ae_title = ae_title
+        self._lock = threading.RLock()
+        self._open: dict[str, tuple[tuple[str, str], Any]] = {}
+        self._used: dict[str, float] = {}
+        self.opened = 0                      # associations opened so far (for the curious)
+
+    def store(self, peer: Peer, sop_class: str, syntax: str, path: Any) -> int:
+        """C-STORE the file at ``path`` (an instance of ``sop_class`` kept in ``syntax``) on
+        the association kept open to ``peer`` — a new one if there is none, if it was for
+        another pair, or if the destination has closed it meanwhile."""
+        with self._lock:
+            assoc = self._association(peer, (sop_class, syntax))
+            try:
+                taken = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+                         if cx.abstract_syntax == sop_class}
+                if not taken:
+                    raise DeliveryError(f"{peer.ae_title} takes no {sop_class}")
+                # the file as stored when the syntax it came in is taken; else pynetdicom
+                # encodes the decoded data set in an uncompressed syntax the peer took
+                what = path if syntax in taken else pydicom.dcmread(path)
+                status = assoc.send_c_store(what)
+            except BaseException:
+                self._drop(peer, abort=True)
+                raise
+            self._used[f"{peer.ae_title}@{peer.host}:{peer.port}"] = time.monotonic()
+            if not status or not assoc.is_established:   # no answer, or the association ended
+                self._drop(peer, abort=True)
+            return int(getattr(status, "Status", -1)) if status else -1
+
+    def _association(self, peer: Peer, pair: tuple[str, str]) -> Any:
+        from dicom_qr.association import NodeAE
+
+        name = f"{peer.ae_title}@{peer.host}:{peer.port}"
+        held = self._open.get(name)
+        if held is not None:
+            if held[0] == pair and held[1].is_established:
+                return held[1]
+            self._drop(peer, abort=False)
+        ae = NodeAE(ae_title=self.ae_title)
+        ae.requested_contexts = sending_contexts([pair])
+        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+        if not assoc.is_established:
+            raise DeliveryError(f"no association with {name}")
+        self.opened += 1
+        self._open[name] = (pair, assoc)
+        return assoc
+
+    def _drop(self, peer: Peer, abort: bool) -> None:
+        held = self._open.pop(f"{peer.ae_title}@{peer.host}:{peer.port}", None)
+        if held is not None:
+            _end(held[1], abort)
+
+    def idle(self, stopping: bool = False) -> None:
+        """Release the associations unused for :data:`LINGER` seconds (all, ``stopping``)."""
+        now = time.monotonic()
+        with self._lock:
+            done = [name for name in self._open
+                    if stopping or now - self._used.get(name, 0.0) >= LINGER]
+            held = [self._open.pop(name) for name in done]
+        for _pair, assoc in held:
+            _end(assoc, abort=False)
+
+    def close(self) -> None:
+        """Release every association kept open."""
+        self.idle(stopping=True)
+
+
+def _end(assoc: Any, abort: bool) -> None:
+    try:
+        if not assoc.is_established:
+            return
+        assoc.abort() if abort else assoc.release()
+    except Exception:  # noqa: BLE001 - a peer gone already: nothing left to end
+        log.debug("ending an association failed", exc_info=True)
+
+
+def deliver(node: Any, msg: Message, sessions: Sessions | None = None) -> None:
     """The outbox deliverer of :data:`KIND`, audited as an export (110106)."""
     job = json.loads(msg.payload)
     peer = Peer.parse(msg.destination)
@@ -166,7 +247,7 @@ def deliver(node: Any, msg: Message) -> None:
     ctx.extra["destination"] = msg.destination
     ctx.note(None, [job["sop_uid"]])
     try:
-        code = send(node, peer, job["sop_uid"], ctx)
+        code = send(node, peer, job["sop_uid"], ctx, sessions)
         if code not in DELIVERED:
             raise DeliveryError(f"C-STORE to {msg.destination}: "
                                 + (f"status 0x{code:04X}" if code >= 0 else "no answer"))
@@ -178,8 +259,10 @@ def deliver(node: Any, msg: Message) -> None:
 
 
 def install(node: Any) -> None:
-    node.outbox.register(KIND, functools.partial(deliver, node))
+    sessions = Sessions(node.settings.dicom_ae_title)
+    node.outbox.register(KIND, functools.partial(deliver, node, sessions=sessions),
+                         idle=sessions.idle)
 
 
-__all__ = ["KIND", "Rule", "parse_rules", "check", "destinations", "enqueue", "send", "deliver",
-           "install"]
+__all__ = ["KIND", "Rule", "parse_rules", "check", "destinations", "enqueue", "send", "Sessions",
+           "deliver", "install"]

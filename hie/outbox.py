@@ -67,13 +67,22 @@ class Outbox:
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
         self.deliverers: dict[str, Deliverer] = {}
+        self._idle: dict[str, Callable[[bool], None]] = {}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- producing -------------------------------------------------------------------------
-    def register(self, kind: str, deliverer: Deliverer) -> None:
+    def register(self, kind: str, deliverer: Deliverer,
+                 idle: Callable[[bool], None] | None = None) -> None:
+        """``deliverer`` delivers the messages of ``kind``; ``idle``, if given, is called
+        whenever nothing more is due (after a batch that did not fill its limit, and on each
+        poll of an empty queue) with False, and with True when the worker stops: the
+        deliverer then closes what it kept open between messages (an association to a
+        destination) — what has been idle a while, or everything when stopping."""
         self.deliverers[kind] = deliverer
+        if idle is not None:
+            self._idle[kind] = idle
 
     def enqueue(self, conn: Connection, kind: str, destination: str, payload: bytes,
                 headers: dict | None = None) -> None:
@@ -135,7 +144,17 @@ class Outbox:
                     log.warning("outbox delivery %s to %s failed (attempt %d): %s", msg.kind,
                                 msg.destination, msg.attempts + 1, exc)
             self._settle(msg, error)
+        if len(msgs) < limit:
+            self.idle()
         return len(msgs)
+
+    def idle(self, stopping: bool = False) -> None:
+        """Tell every deliverer that nothing more is due now (or that the worker stops)."""
+        for kind, hook in list(self._idle.items()):
+            try:
+                hook(stopping)
+            except Exception:  # noqa: BLE001 - closing what a deliverer kept is best effort
+                log.exception("outbox deliverer %s could not go idle", kind)
 
     def retry_dead(self, ids: list[int] | None = None) -> int:
         """Put dead messages back in the queue (operator action)."""
@@ -178,3 +197,4 @@ class Outbox:
             if not busy:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
+        self.idle(stopping=True)

@@ -2,7 +2,8 @@
 sends to the node, a storescp plays the municipal front-end machine.  What a rule selects
 arrives there byte for byte (the data set as first received), what it does not select stays,
 nothing goes back to its sender, a destination that is down gets it once it is up (the outbox),
-and each sending is audited."""
+the instances of a series forwarded together share an association released once idle, and each
+sending is audited."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,9 +31,11 @@ class StoreSCP:
     def __init__(self, folder: Path, port: int):
         self.folder, self.port = folder, port
         folder.mkdir(exist_ok=True)
-        self.proc = subprocess.Popen([str(DCMTK / "storescp"), "-aet", "MUNICIPAL", "-od",
-                                      str(folder), str(port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.log = folder.parent / f"{folder.name}.log"      # -v: one line per association event
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([str(DCMTK / "storescp"), "-v", "-aet", "MUNICIPAL",
+                                          "-od", str(folder), str(port)],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 20
         while run("echoscu", "-aec", "MUNICIPAL", "127.0.0.1", str(port)).returncode != 0:
             assert time.time() < deadline, "storescp did not start"
@@ -43,6 +46,10 @@ class StoreSCP:
         while len(list(self.folder.iterdir())) < n and time.time() < deadline:
             time.sleep(0.1)
         return sorted(self.folder.iterdir())
+
+    def events(self, what: str) -> int:
+        """How many times storescp logged ``what`` ("Association Received", "… Release")."""
+        return self.log.read_text(errors="replace").count(what)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -135,6 +142,53 @@ def test_a_destination_that_is_down_gets_it_once_it_is_up(live, tmp_path, port):
     finally:
         scp.stop()
     assert len(got) == 1 and _data_set(got[0]) == _data_set(ct)
+
+
+def test_a_series_forwarded_together_shares_one_association(live, tmp_path, port):
+    study, series = generate_uid(), generate_uid()
+    paths = [instance(tmp_path, f"ct{n}.dcm", patient_id="P501", patient_name="黄^河",
+                      charset="ISO_IR 192", study=study, series=series, modality="CT")
+             for n in range(6)]
+    scp = StoreSCP(tmp_path / "municipal", port)
+    try:
+        send(live, *paths)                            # one storescu association, six C-STOREs
+        got = scp.files(6)
+        opened = scp.events("Association Received")
+        deadline = time.time() + 10                   # released once idle (LINGER + a poll)
+        while scp.events("Association Release") < opened and time.time() < deadline:
+            time.sleep(0.1)
+        released = scp.events("Association Release")
+    finally:
+        scp.stop()
+    assert sorted(_data_set(g) for g in got) == sorted(_data_set(p) for p in paths)
+    assert 1 <= opened <= 2 < len(paths)              # not one association per instance
+    assert released == opened                         # none left open (nor aborted)
+
+
+def test_an_association_the_destination_closed_meanwhile_is_opened_anew(live, tmp_path, port,
+                                                                        monkeypatch):
+    monkeypatch.setattr(forward, "LINGER", 60.0)     # kept open for the whole test
+    study, series = generate_uid(), generate_uid()
+    first, second = (instance(tmp_path, f"ct{n}.dcm", patient_id="P502", patient_name="黄^河",
+                              charset="ISO_IR 192", study=study, series=series,
+                              modality="CT") for n in range(2))
+    scp = StoreSCP(tmp_path / "before", port)
+    try:
+        send(live, first)
+        assert len(scp.files(1)) == 1
+    finally:
+        scp.stop()                                   # the kept association dies with it
+    scp = StoreSCP(tmp_path / "after", port)
+    try:
+        send(live, second)
+        got = scp.files(1)
+    finally:
+        scp.stop()
+    assert [_data_set(g) for g in got] == [_data_set(second)]
+    with live.node.db.read() as c:
+        rows = c.execute(sa.select(t_outbox.c.status, t_outbox.c.attempts)
+                         .where(t_outbox.c.kind == forward.KIND)).all()
+    assert [tuple(r) for r in rows] == [("delivered", 1)] * 2      # no failed attempt
 
 
 def test_rules_by_source_and_domain(node, tmp_path, port):
