@@ -275,7 +275,7 @@ class FileBlobStore:
 
     # -- the steps every write shares ---------------------------------------------------------
 
-    def _fan_out(self, key: str) -> list[tuple[int, int, Path]]:
+    def _fan_out(self, key: str) -> list[tuple[int, int, str]]:
         """Make sure the blob's two fan-out folders exist.  Returns those whose entry in their
         parent is not yet known to be durable (created now, or first seen by this process):
         :meth:`_install` fsyncs their parents once, then they are known."""
@@ -283,8 +283,8 @@ class FileBlobStore:
         if self._known2[i2]:
             return []
         pending = []
-        l1 = self.root / key[:2]
-        for level, index, folder in ((1, i1, l1), (2, i2, l1 / key[2:4])):
+        l1 = f"{self._root}/{key[:2]}"
+        for level, index, folder in ((1, i1, l1), (2, i2, f"{l1}/{key[2:4]}")):
             if level == 1 and self._known1[i1]:
                 continue
             try:
@@ -294,7 +294,7 @@ class FileBlobStore:
             pending.append((level, index, folder))
         return pending
 
-    def _refan(self, key: str) -> list[tuple[int, int, Path]]:
+    def _refan(self, key: str) -> list[tuple[int, int, str]]:
         self._known1[int(key[:2], 16)] = 0
         self._known2[int(key[:4], 16)] = 0
         return self._fan_out(key)
@@ -306,7 +306,7 @@ class FileBlobStore:
             return False
 
     def _existing(self, key: str, sha1: str, size: int,
-                  pending: list[tuple[int, int, Path]]) -> BlobInfo:
+                  pending: list[tuple[int, int, str]]) -> BlobInfo:
         # the file may have just been renamed into place by a concurrent writer that has not yet
         # fsync'ed the folder: do it here too before the caller commits a row naming the blob
         if self.fsync:
@@ -315,7 +315,7 @@ class FileBlobStore:
         return BlobInfo(key, sha1, key, size, False)
 
     def _install(self, tmp_name: str, final: Path | str, key: str,
-                 pending: list[tuple[int, int, Path]]) -> None:
+                 pending: list[tuple[int, int, str]]) -> None:
         """Rename the fsync'ed temporary file to its final name; make the names durable."""
         try:
             os.replace(tmp_name, final)
@@ -326,9 +326,9 @@ class FileBlobStore:
             _fsync_dir(os.path.dirname(final))
         self._sync_fan_out(pending)
 
-    def _sync_fan_out(self, pending: list[tuple[int, int, Path]]) -> None:
+    def _sync_fan_out(self, pending: list[tuple[int, int, str]]) -> None:
         if self.fsync:
-            for parent in dict.fromkeys(folder.parent for _, _, folder in pending):
+            for parent in dict.fromkeys(os.path.dirname(folder) for _, _, folder in pending):
                 _fsync_dir(parent)
         for level, index, _ in pending:
             (self._known1 if level == 1 else self._known2)[index] = 1
