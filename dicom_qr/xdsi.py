@@ -18,6 +18,10 @@ that replaces the old (RPLC association, ITI TF-3 4.2.2.2.2; the registry deprec
 entry).  A study whose patient has no affinity-domain identifier yet is ``waiting`` and tried
 again after each quiet period, as is a ``failed`` registration (its registry errors kept in
 ``dicom_manifest.detail`` for the operator).
+
+The publisher polls every quarter of the quiet period (1 to 30 s).  After its first poll it
+reads only what changed (:class:`Watch`: new instance rows, studies still receiving, manifests
+waiting or failed), so a poll costs the same with ten thousand instances indexed or ten million.
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ from xds_registry.model import Association, Code, DocumentEntry, SubmissionSet
 log = logging.getLogger("dicom_qr.xdsi")
 
 PUBLISHED, WAITING, FAILED = "published", "waiting", "failed"
+CHUNK = 500         # study ids per statement of a poll
+SETTLED = 60.0      # seconds after which an instance row is surely committed (Watch.mark)
 LOINC = "2.16.840.1.113883.6.1"
 DCM = "1.2.840.10008.2.16.4"
 IMAGING = ("18748-4", LOINC, "影像检查")
@@ -80,6 +86,79 @@ def due(conn: Connection, cutoff: dt.datetime) -> list[str]:
                         sa.and_(M.c.status != PUBLISHED, M.c.attempted_at <= cutoff)))
          .order_by(ST.c.study_uid))
     return list(conn.execute(q).scalars())
+
+
+def due_among(conn: Connection, cutoff: dt.datetime, pks: list[int]
+              ) -> tuple[list[str], set[int]]:
+    """:func:`due` among the studies of row ids ``pks`` only: (their due study UIDs, the ids of
+    those not quiet since ``cutoff``)."""
+    count, last = sa.func.count(I.c.id), sa.func.max(I.c.received_at)
+    uids, active = [], set()
+    for at in range(0, len(pks), CHUNK):
+        rows = conn.execute(
+            sa.select(ST.c.id, ST.c.study_uid, count.label("n"), last.label("last"),
+                      M.c.instances, M.c.status, M.c.attempted_at)
+            .select_from(ST.join(SE, SE.c.study_pk == ST.c.id).join(I, I.c.series_pk == SE.c.id)
+                         .outerjoin(M, M.c.study_uid == ST.c.study_uid))
+            .where(ST.c.id.in_(pks[at:at + CHUNK]))
+            .group_by(ST.c.id, ST.c.study_uid, M.c.instances, M.c.status, M.c.attempted_at))
+        for r in rows:
+            if _aware(r.last) > cutoff:
+                active.add(r.id)
+            elif r.status is None or (r.status == PUBLISHED and r.instances != r.n) or \
+                    (r.status != PUBLISHED and r.attempted_at is not None
+                     and _aware(r.attempted_at) <= cutoff):
+                uids.append(r.study_uid)
+    return sorted(uids), active
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """A time read back from the database, in UTC (SQLite returns it without its zone)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.timezone.utc)
+
+
+class Watch:
+    """What the publisher has already looked at, so that a poll reads what changed and not the
+    whole index: the instance rows up to :attr:`mark` (row ids; a row is passed only once it
+    is :data:`SETTLED` seconds old, so one committed late under a lower id is still seen), and
+    the studies that received instances and were not quiet yet.  A poll looks at those
+    studies, the ones with newer instance rows, and the ones whose manifest waits or failed —
+    never at the rest.  The first poll (a new Watch: the node just started) reads everything
+    once, as :func:`due` does."""
+
+    def __init__(self) -> None:
+        self.mark: int | None = None
+        self.studies: set[int] = set()
+
+    def candidates(self, conn: Connection, cutoff: dt.datetime, now: dt.datetime
+                   ) -> list[int] | None:
+        """The study ids a poll looks at; None for the first one (everything)."""
+        if self.mark is None:               # the rows of before are settled: pass them all
+            self.mark = conn.execute(sa.select(sa.func.max(I.c.id)).where(
+                I.c.received_at <= now - dt.timedelta(seconds=SETTLED))).scalar() or 0
+            return None
+        self._advance(conn, now)
+        retry = conn.execute(sa.select(ST.c.id).select_from(
+            ST.join(M, M.c.study_uid == ST.c.study_uid))
+            .where(M.c.status != PUBLISHED, M.c.attempted_at <= cutoff)).scalars()
+        return sorted(self.studies | set(retry))
+
+    def _advance(self, conn: Connection, now: dt.datetime) -> None:
+        rows = conn.execute(sa.select(I.c.id, SE.c.study_pk, I.c.received_at)
+                            .select_from(I.join(SE, I.c.series_pk == SE.c.id))
+                            .where(I.c.id > self.mark).order_by(I.c.id)).all()
+        settled, passing = now - dt.timedelta(seconds=SETTLED), True
+        for row in rows:
+            self.studies.add(row.study_pk)
+            passing = passing and _aware(row.received_at) <= settled
+            if passing:
+                self.mark = row.id
+
+    def looked_at(self, active: set[int], failed: set[int], all_: set[int] | None) -> None:
+        """After a poll: the studies still receiving (``active``) or whose publishing failed
+        (``failed``) stay watched; the others of ``all_`` (None: every one) are done."""
+        keep = active | failed
+        self.studies = keep if all_ is None else (self.studies - all_) | keep
 
 
 def affinity_id(conn: Connection, domain: str, patient_id: str, affinity: str) -> str | None:
@@ -226,12 +305,22 @@ def _save(node: Any, old, values: dict) -> None:
             conn.execute(M.update().where(M.c.study_uid == values["study_uid"]).values(**values))
 
 
-def publish_due(node: Any, now: dt.datetime | None = None) -> dict[str, str]:
-    """Publish every study due now; study UID -> status."""
+def publish_due(node: Any, now: dt.datetime | None = None, watch: Watch | None = None
+                ) -> dict[str, str]:
+    """Publish every study due now; study UID -> status.  With ``watch`` (the publisher's),
+    only the studies it names are looked at (after its first poll)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     cutoff = now - dt.timedelta(seconds=node.settings.dicom_xdsi_quiet)
     with node.db.read() as conn:
-        studies = due(conn, cutoff)
+        pks = watch.candidates(conn, cutoff, now) if watch is not None else None
+        if pks is None:
+            studies = due(conn, cutoff)
+            active = set(conn.execute(
+                sa.select(SE.c.study_pk).distinct().select_from(
+                    I.join(SE, I.c.series_pk == SE.c.id))
+                .where(I.c.received_at > cutoff)).scalars()) if watch is not None else set()
+        else:
+            studies, active = due_among(conn, cutoff, pks)
     out = {}
     for uid in studies:
         try:
@@ -239,6 +328,13 @@ def publish_due(node: Any, now: dt.datetime | None = None) -> dict[str, str]:
         except Exception:  # noqa: BLE001 - one study's failure does not stop the others
             log.exception("XDS-I manifest of study %s", uid)
             out[uid] = FAILED
+    if watch is not None:
+        failed = set()
+        if FAILED in out.values():
+            with node.db.read() as conn:
+                failed = set(conn.execute(sa.select(ST.c.id).where(ST.c.study_uid.in_(
+                    [u for u, st in out.items() if st == FAILED]))).scalars())
+        watch.looked_at(active, failed, None if pks is None else set(pks))
     return out
 
 
@@ -267,12 +363,13 @@ class Publisher:
             self._thread = None
 
     def _loop(self, interval: float) -> None:
+        watch = Watch()
         while not self._stop.wait(interval):
             try:
-                publish_due(self.node)
+                publish_due(self.node, watch=watch)
             except Exception:  # noqa: BLE001 - a database outage: try again next time
                 log.exception("XDS-I publishing")
 
 
-__all__ = ["PUBLISHED", "WAITING", "FAILED", "due", "affinity_id", "submission", "publish",
+__all__ = ["PUBLISHED", "WAITING", "FAILED", "due", "due_among", "Watch", "affinity_id", "submission", "publish",
            "publish_due", "Publisher"]

@@ -1,7 +1,8 @@
 """XDS-I.b (dicom_qr.xdsi, kos, rad69) on a live node, SQLite and PostgreSQL: a study stored with
 DCMTK's storescu, once quiet, gets a KOS manifest registered under the patient's affinity-domain
 ID (found with ITI-18, retrieved with ITI-43, read with pydicom); a study that grows gets a new
-manifest replacing the old; a patient without an affinity-domain ID waits; RAD-69 at
+manifest replacing the old; a patient without an affinity-domain ID waits — each by a poll of
+the whole index and by the publisher's watched polls, which look only at what changed; RAD-69 at
 /xds/imaging returns the instances as stored (or re-encoded), with its RegistryErrors."""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from conformance import soap_client as S
 from dicom_qr import kos, rad69, xdsi
-from dicom_qr.tables import dicom_manifest
+from dicom_qr.tables import dicom_manifest, dicom_study
 from tests.dicom_support import instance, run
 from tests.integration.test_dicom_patients import adt, feed
 from tests.live import live_with
@@ -50,6 +51,14 @@ def study(live, tmp_path):
     store(live, *paths)
     return {"uid": uid, "series": series, "paths": paths,
             "sops": [str(pydicom.dcmread(p).SOPInstanceUID) for p in paths]}
+
+
+@pytest.fixture(params=["whole", "watched"])
+def poll(request, live):
+    """publish_due on the whole index each time, or as the publisher polls: with its Watch
+    (after a first poll of everything, only what changed)."""
+    watch = xdsi.Watch() if request.param == "watched" else None
+    return lambda now=None: xdsi.publish_due(live.node, now, watch)
 
 
 def soap(url: str, action: str, body: etree._Element) -> S.SoapReply:
@@ -89,11 +98,11 @@ def retrieve_document(live, uid: str) -> bytes:
     return reply.attachments[inc.get("href").removeprefix("cid:")]
 
 
-def test_a_quiet_study_gets_its_manifest_registered(live, study):
-    assert xdsi.publish_due(live.node) == {}                  # not quiet yet
+def test_a_quiet_study_gets_its_manifest_registered(live, study, poll):
+    assert poll() == {}                  # not quiet yet
     later = dt.datetime.now(dt.timezone.utc) + LATER
-    assert xdsi.publish_due(live.node, later) == {study["uid"]: xdsi.PUBLISHED}
-    assert xdsi.publish_due(live.node, later) == {}           # published: nothing to do
+    assert poll(later) == {study["uid"]: xdsi.PUBLISHED}
+    assert poll(later) == {}           # published: nothing to do
     patient = f"E0100^^^&{AFFINITY_DOMAIN}&ISO"
     [eo] = find_documents(live, patient)
     assert eo.get("mimeType") == "application/dicom"
@@ -111,14 +120,14 @@ def test_a_quiet_study_gets_its_manifest_registered(live, study):
     assert manifest.ConceptNameCodeSequence[0].CodeValue == "113030"
 
 
-def test_a_study_that_grows_gets_a_manifest_replacing_the_old(live, study, tmp_path):
+def test_a_study_that_grows_gets_a_manifest_replacing_the_old(live, study, tmp_path, poll):
     later = dt.datetime.now(dt.timezone.utc) + LATER
-    xdsi.publish_due(live.node, later)
+    poll(later)
     more = instance(tmp_path, "more.dcm", patient_id="XH0100", patient_name="宋^江",
                     charset="ISO_IR 192", study=study["uid"], series=study["series"], number=7,
                     issuer="XH")
     store(live, more)
-    assert xdsi.publish_due(live.node, later + LATER) == {study["uid"]: xdsi.PUBLISHED}
+    assert poll(later + LATER) == {study["uid"]: xdsi.PUBLISHED}
     patient = f"E0100^^^&{AFFINITY_DOMAIN}&ISO"
     [new] = find_documents(live, patient)
     [old] = find_documents(live, patient, "Deprecated")
@@ -128,18 +137,38 @@ def test_a_study_that_grows_gets_a_manifest_replacing_the_old(live, study, tmp_p
     assert len(refs.ReferencedSOPSequence) == 3
 
 
-def test_a_patient_without_an_enterprise_id_waits(live, tmp_path):
+def test_a_patient_without_an_enterprise_id_waits(live, tmp_path, poll):
     uid = generate_uid()
     store(live, instance(tmp_path, "w.dcm", patient_id="TT1", patient_name="卢^俊义",
                          charset="ISO_IR 192", study=uid, series=generate_uid(),
                          issuer="1.2.156.112604.1.3.2"))
     later = dt.datetime.now(dt.timezone.utc) + LATER
-    assert xdsi.publish_due(live.node, later) == {uid: xdsi.WAITING}
+    assert poll(later) == {uid: xdsi.WAITING}
     with live.node.db.read() as c:
         row = c.execute(sa.select(dicom_manifest)).mappings().one()
     assert row["status"] == "waiting" and "affinity-domain" in row["detail"]
-    assert xdsi.publish_due(live.node, later) == {}               # tried again next period
-    assert xdsi.publish_due(live.node, later + LATER) == {uid: xdsi.WAITING}
+    assert poll(later) == {}               # tried again next period
+    assert poll(later + LATER) == {uid: xdsi.WAITING}
+
+
+def test_a_watched_poll_looks_only_at_what_changed(live, study, tmp_path, monkeypatch):
+    watch, later = xdsi.Watch(), dt.datetime.now(dt.timezone.utc) + LATER
+    assert xdsi.publish_due(live.node, later, watch) == {study["uid"]: xdsi.PUBLISHED}
+    seen: list[list[int]] = []
+    real = xdsi.due_among
+    monkeypatch.setattr(xdsi, "due_among", lambda conn, cutoff, pks: (seen.append(pks),
+                                                                      real(conn, cutoff, pks))[1])
+    assert xdsi.publish_due(live.node, later, watch) == {}
+    assert seen[-1] == []                         # the published study is not read again
+    other, series = generate_uid(), generate_uid()
+    store(live, instance(tmp_path, "o.dcm", patient_id="XH0100", patient_name="宋^江",
+                         charset="ISO_IR 192", study=other, series=series, issuer="XH"))
+    assert xdsi.publish_due(live.node, later + LATER, watch) == {other: xdsi.PUBLISHED}
+    with live.node.db.read() as c:
+        ids = dict(c.execute(sa.select(dicom_study.c.study_uid, dicom_study.c.id)).all())
+    assert seen[-1] == [ids[other]]               # the new study alone
+    assert xdsi.publish_due(live.node, later + 2 * LATER, watch) == {}
+    assert seen[-1] == []
 
 
 def rad69_request(repo: str, study: str, series: str, sops: list[str],
