@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from dicom_qr.pdu import PData, Pdv, encode_pdata
 
@@ -67,11 +67,33 @@ class DimseError(ValueError):
     """A command set or a PDV sequence that is not a DIMSE message."""
 
 
+@dataclass(frozen=True)
+class Region:
+    """A data set still in a file: ``length`` octets from ``offset`` of the open binary file
+    ``fh``.  A message carrying one is sent in pieces as they are read (:func:`pdus`), so an
+    instance of a gigabyte costs a PDU's worth of memory, not a gigabyte."""
+    fh: BinaryIO
+    offset: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, at: int, size: int) -> bytes:
+        """``size`` octets from ``at`` (relative to :attr:`offset`); OSError when the file
+        has fewer."""
+        self.fh.seek(self.offset + at)
+        got = self.fh.read(size)
+        if len(got) != size:
+            raise OSError(f"the file ends {size - len(got)} octets before its data set does")
+        return got
+
+
 @dataclass
 class Message:
     context_id: int
     command: dict[str, Any]
-    data: bytes | None = None
+    data: bytes | Region | None = None
 
     @property
     def field(self) -> int:
@@ -154,25 +176,34 @@ def encode_command(command: dict[str, Any]) -> bytes:
 def fragments(message: Message, max_length: int) -> list[bytes]:
     """P-DATA-TF PDUs carrying ``message`` for a peer whose Maximum Length is ``max_length``
     (0: no limit).  The command and a data set that fit together go in one PDU."""
+    return list(pdus(message, max_length))
+
+
+def pdus(message: Message, max_length: int) -> Iterator[bytes]:
+    """:func:`fragments` one PDU at a time; a :class:`Region` is read as each PDU is made."""
     command = encode_command({**message.command,
                               "CommandDataSetType": NO_DATA_SET if message.data is None
                               else HAS_DATA_SET})
     room = (max_length - 6) if max_length else 0   # a PDV's own header is 6 bytes
-    cid = message.context_id
-    pdus = []
-    if not room or len(command) + 6 + len(message.data or b"") + 6 <= max_length:
+    cid, data = message.context_id, message.data
+    size = len(data) if data is not None else 0
+    if not room or len(command) + 6 + size + 6 <= max_length:
         pdvs = [Pdv(cid, True, True, command)]
-        if message.data is not None:
-            pdvs.append(Pdv(cid, False, True, message.data))
-        return [encode_pdata(pdvs)]
-    for kind, payload in ((True, command), (False, message.data)):
-        if payload is None:
-            continue
-        view = memoryview(payload)
-        for at in range(0, max(len(view), 1), room):
-            chunk = view[at:at + room]
-            pdus.append(encode_pdata([Pdv(cid, kind, at + room >= len(view), chunk)]))
-    return pdus
+        if data is not None:
+            pdvs.append(Pdv(cid, False, True,
+                            data.read(0, size) if isinstance(data, Region) else data))
+        yield encode_pdata(pdvs)
+        return
+    view = memoryview(command)
+    for at in range(0, max(len(view), 1), room):
+        yield encode_pdata([Pdv(cid, True, at + room >= len(view), view[at:at + room])])
+    if data is None:
+        return
+    view = data if isinstance(data, Region) else memoryview(data)
+    for at in range(0, max(size, 1), room):
+        chunk = data.read(at, min(room, size - at)) if isinstance(data, Region) \
+            else view[at:at + room]
+        yield encode_pdata([Pdv(cid, False, at + room >= size, chunk)])
 
 
 @dataclass
@@ -230,5 +261,5 @@ def response(request: Message, field_: int, status: int, **more: Any) -> dict[st
     return out
 
 
-__all__ = ["Message", "DimseError", "Assembler", "decode_command", "encode_command",
-           "fragments", "response", "FIELDS"]
+__all__ = ["Message", "Region", "DimseError", "Assembler", "decode_command", "encode_command",
+           "fragments", "pdus", "response", "FIELDS"]

@@ -15,9 +15,11 @@ bytes' key.  A retrieve that names nothing is answered 0x0000 with no sub-operat
 - **C-GET**: the instances go back over the requester's own association, on the contexts of
   the storage SOP classes for which it took the SCP role (PS3.4 C.4.3.1, PS3.7 D.3.3.4).
 
-Each instance goes as stored when its transfer syntax was accepted, else decoded and written
-in an uncompressed syntax that was (:func:`send_stored`); one with neither, or whose stored
-bytes are gone, is a failed sub-operation, not a stopped retrieve.  A pending 0xFF00 with the
+Each instance goes as stored when its transfer syntax was accepted — read from its file a PDU
+at a time as it is sent (:class:`dicom_qr.dimse.Region`), so a retrieve of a gigabyte instance
+holds a PDU of it in memory, not the gigabyte — else decoded and written in an uncompressed
+syntax that was (:func:`send_stored`); one with neither, or whose stored bytes are gone, is a
+failed sub-operation, not a stopped retrieve.  A pending 0xFF00 with the
 sub-operation counts follows each sub-operation; the final response is 0x0000, 0xB000 (some
 failed, FailedSOPInstanceUIDList in its identifier), 0xA702 (all failed) or 0xFE00 when the
 requester cancels (PS3.4 C.4.2.1.5, C.4.2.3.1).
@@ -76,9 +78,22 @@ def contexts(found: list[Stored]) -> list[tuple[str, list[str]]]:
     return sending_pairs((s.sop_class, s.transfer_syntax) for s in found)[:MAX_CONTEXTS]
 
 
-def _blob(node: Any, key: str) -> bytes:
-    with node.blobs.open(key) as fh:
-        return fh.read()
+def _opened(node: Any, key: str) -> tuple[str, dimse.Region]:
+    """(transfer syntax, the data set in the open file) of a stored instance: only its File
+    Meta Information is read here (PS3.10 7.1: its group length follows the preamble)."""
+    fh = node.blobs.open(key)
+    try:
+        head = fh.read(144)
+        if len(head) < 144 or head[128:132] != b"DICM":
+            raise ValueError("not a DICOM file (no DICM prefix)")
+        head += fh.read(int.from_bytes(head[140:144], "little"))
+        syntax, rest = part10.data_set(head)
+        offset = len(head) - len(rest)
+        fh.seek(0, 2)
+        return syntax, dimse.Region(fh, offset, fh.tell() - offset)
+    except BaseException:
+        fh.close()
+        raise
 
 
 def send_stored(assoc: ul.Association, node: Any, s: Stored, *, usable: set[str] | None = None,
@@ -92,23 +107,26 @@ def send_stored(assoc: ul.Association, node: Any, s: Stored, *, usable: set[str]
         log.warning("instance %s: %s was not accepted", s.sop_uid, s.sop_class)
         return None
     try:
-        syntax, data = part10.data_set(_blob(node, s.blob_key))
+        syntax, region = _opened(node, s.blob_key)
     except Exception as exc:  # noqa: BLE001 - a lost blob fails its own sub-operation
         log.error("instance %s cannot be read from storage: %s", s.sop_uid, exc)
         return None
-    cx = next((c for c in cxs if c.transfer_syntax == syntax), None)
-    if cx is None:
-        cx = next((c for c in cxs if c.transfer_syntax in part10.NATIVE), None)
-        if cx is None or syntax not in part10.NATIVE:
-            log.warning("instance %s: its syntax %s was not accepted", s.sop_uid, syntax)
-            return None
-        data = part10.write(part10.read(data, syntax), cx.transfer_syntax)
-    command = {"AffectedSOPClassUID": s.sop_class, "CommandField": dimse.C_STORE_RQ,
-               "Priority": 0, "AffectedSOPInstanceUID": s.sop_uid}
-    if originator is not None:
-        command["MoveOriginatorApplicationEntityTitle"] = originator[0]
-        command["MoveOriginatorMessageID"] = originator[1]
-    answer = assoc.request(Message(cx.id, command, data))
+    with region.fh:
+        data: bytes | dimse.Region = region      # sent from the file as it is read
+        cx = next((c for c in cxs if c.transfer_syntax == syntax), None)
+        if cx is None:
+            cx = next((c for c in cxs if c.transfer_syntax in part10.NATIVE), None)
+            if cx is None or syntax not in part10.NATIVE:
+                log.warning("instance %s: its syntax %s was not accepted", s.sop_uid, syntax)
+                return None
+            data = part10.write(part10.read(region.read(0, region.length), syntax),
+                                cx.transfer_syntax)
+        command = {"AffectedSOPClassUID": s.sop_class, "CommandField": dimse.C_STORE_RQ,
+                   "Priority": 0, "AffectedSOPInstanceUID": s.sop_uid}
+        if originator is not None:
+            command["MoveOriginatorApplicationEntityTitle"] = originator[0]
+            command["MoveOriginatorMessageID"] = originator[1]
+        answer = assoc.request(Message(cx.id, command, data))
     return int(answer.command.get("Status", -1))
 
 

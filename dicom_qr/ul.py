@@ -31,6 +31,7 @@ log = logging.getLogger("dicom_qr.ul")
 ARTIM = 30.0                 # seconds to wait for the A-ASSOCIATE-RQ (PS3.8 9.1.5)
 IDLE = 60.0                  # seconds an association may stay silent
 MAX_ASSOCIATIONS = 64
+WRITE = 1 << 18              # octets per write of a data set sent from its file
 ASSOCIATE_LIMIT = 1 << 20    # the largest A-ASSOCIATE-RQ taken
 
 
@@ -82,9 +83,24 @@ class Association:
         return self.agreed.contexts[message.context_id]
 
     def send(self, *messages: dimse.Message) -> None:
-        """Send ``messages`` in one write (each in its own PDUs)."""
-        self.sock.sendall(b"".join(raw for m in messages
-                                   for raw in dimse.fragments(m, self.agreed.peer_max_length)))
+        """Send ``messages`` in one write (each in its own PDUs) — or, when one carries a data
+        set still in a file (:class:`dicom_qr.dimse.Region`), in writes of about
+        :data:`WRITE` octets as its PDUs are read."""
+        if not any(isinstance(m.data, dimse.Region) for m in messages):
+            self.sock.sendall(b"".join(raw for m in messages
+                                       for raw in dimse.fragments(m, self.agreed.peer_max_length)))
+            return
+        batch: list[bytes] = []
+        held = 0
+        for m in messages:
+            for raw in dimse.pdus(m, self.agreed.peer_max_length):
+                batch.append(raw)
+                held += len(raw)
+                if held >= WRITE:
+                    self.sock.sendall(b"".join(batch))
+                    batch, held = [], 0
+        if batch:
+            self.sock.sendall(b"".join(batch))
 
     # -- reading ---------------------------------------------------------------------------
 

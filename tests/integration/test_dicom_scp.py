@@ -323,3 +323,46 @@ def test_getscu_retrieves_a_series(with_peer, tmp_path):
                "-k", f"SeriesInstanceUID={series}", host, str(port))
     assert done.returncode == 0, done.stderr
     assert len(list(out.iterdir())) == 3
+
+
+def test_a_large_instance_is_moved_from_its_file_a_pdu_at_a_time(with_peer, tmp_path,
+                                                                  monkeypatch):
+    live, received = with_peer
+    path = instance(tmp_path, "big.dcm", patient_id="P012", patient_name="赵^云",
+                    charset="ISO_IR 192", study=generate_uid(), series=generate_uid())
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 400
+    ds.PixelData = bytes(range(256)) * 1250                  # 320,000 octets of pixels
+    ds.save_as(path, enforce_file_format=True)
+    host, port = live.node.listeners["dicom"]
+    done = run("storescu", "-aec", live.settings.dicom_ae_title, host, str(port), str(path))
+    assert done.returncode == 0, done.stderr
+    reads: list[int] = []
+    real_open = live.node.blobs.open
+
+    class Counted:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def read(self, size=-1):
+            got = self._fh.read(size)
+            reads.append(len(got))
+            return got
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+    monkeypatch.setattr(live.node.blobs, "open", lambda key: Counted(real_open(key)))
+    done = run("movescu", "-S", "-aec", live.settings.dicom_ae_title, "-aem", "DEST",
+               "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={ds.StudyInstanceUID}",
+               host, str(port))
+    assert done.returncode == 0, done.stderr
+    [got] = list(received.iterdir())
+    assert pydicom.dcmread(got).PixelData == ds.PixelData
+    assert sum(reads) > 320_000 and max(reads) <= 16384     # storescp's Maximum Length

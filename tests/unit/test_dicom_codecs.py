@@ -160,6 +160,30 @@ def test_a_message_cut_into_pdvs_is_put_together_again(max_length):
         assert len(raws) == 1           # command and data set in one PDU
 
 
+@pytest.mark.parametrize("max_length", [0, 64, 100, 4096, 1 << 20])
+@pytest.mark.parametrize("size", [0, 1, 769, 70_000])
+def test_a_data_set_sent_from_its_file_makes_the_same_pdus(max_length, size, tmp_path):
+    data = (bytes(range(256)) * (size // 256 + 1))[:size]
+    path = tmp_path / "instance"
+    path.write_bytes(b"HEAD" * 10 + data + b"TAIL")
+    command = {"AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ, "MessageID": 3,
+               "Priority": 0, "AffectedSOPInstanceUID": "1.2.3"}
+    with open(path, "rb") as fh:
+        region = dimse.Region(fh, 40, size)
+        streamed = list(dimse.pdus(dimse.Message(1, command, region), max_length))
+    assert streamed == dimse.fragments(dimse.Message(1, command, data), max_length)
+
+
+def test_a_file_shorter_than_its_region_is_an_os_error(tmp_path):
+    path = tmp_path / "short"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as fh:
+        message = dimse.Message(1, {"CommandField": dimse.C_STORE_RQ, "MessageID": 1},
+                                dimse.Region(fh, 0, 5000))
+        with pytest.raises(OSError):
+            list(dimse.pdus(message, 1024))
+
+
 def test_a_data_set_fragment_before_its_command_is_refused():
     with pytest.raises(dimse.DimseError):
         dimse.Assembler().feed(pdu.PData([pdu.Pdv(1, False, True, b"\x00\x00")]))
