@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 from dicom_qr.pdu import PData, Pdv, encode_pdata
 
@@ -75,6 +75,7 @@ class Region:
     fh: BinaryIO
     offset: int
     length: int
+    path: str | None = None      # the file's name, when it is a spool the receiver owns
 
     def __len__(self) -> int:
         return self.length
@@ -206,14 +207,32 @@ def pdus(message: Message, max_length: int) -> Iterator[bytes]:
         yield encode_pdata([Pdv(cid, False, at + room >= size, chunk)])
 
 
+class Spool(Protocol):
+    """Where the data set of a message grown past :attr:`Assembler.spill_at` goes on."""
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def region(self) -> Region: ...
+
+    def discard(self) -> None: ...
+
+
 @dataclass
 class Assembler:
     """Puts messages together from the PDVs of P-DATA-TF PDUs (PS3.8 Annex E): :meth:`feed` a
-    P-DATA, get the messages it completes."""
+    P-DATA, get the messages it completes.  With ``spool`` (message → :class:`Spool`, or None
+    to keep it in memory), a data set that grows past ``spill_at`` octets goes on into the
+    spool as it arrives, and the message carries it as a :class:`Region`; :meth:`discard`
+    drops a spool left unfinished (an association that ended mid-message)."""
     command: list[bytes] = field(default_factory=list)
     data: list[bytes | memoryview] = field(default_factory=list)
     pending: Message | None = None
     context_id: int = 0
+    spill_at: int = 0
+    spool: Callable[[Message], Spool | None] | None = None
+    size: int = 0
+    spooling: Spool | None = None
+    declined: bool = False          # the spool would not take this message: memory it is
 
     def feed(self, pdata: PData) -> list[Message]:
         done = []
@@ -236,13 +255,38 @@ class Assembler:
                 continue
             if pdv.command or pdv.context_id != self.pending.context_id:
                 raise DimseError("a message's data set interrupted")
-            self.data.append(pdv.data)
+            if self.spooling is not None:
+                self.spooling.write(pdv.data)
+            else:
+                self.data.append(pdv.data)
+                self.size += len(pdv.data)
+                if self.spill_at and self.size > self.spill_at and self.spool is not None \
+                        and not self.declined:
+                    self._spill()
             if pdv.last:
-                parts, self.data = self.data, []
-                self.pending.data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+                if self.spooling is not None:
+                    self.pending.data, self.spooling = self.spooling.region(), None
+                else:
+                    parts, self.data = self.data, []
+                    self.pending.data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+                self.size, self.declined = 0, False
                 done.append(self.pending)
                 self.pending = None
         return done
+
+    def _spill(self) -> None:
+        spooling = self.spool(self.pending)
+        if spooling is None:
+            self.declined = True
+            return
+        for part in self.data:
+            spooling.write(part)
+        self.data, self.spooling = [], spooling
+
+    def discard(self) -> None:
+        if self.spooling is not None:
+            self.spooling.discard()
+            self.spooling = None
 
 
 def response(request: Message, field_: int, status: int, **more: Any) -> dict[str, Any]:
@@ -261,5 +305,5 @@ def response(request: Message, field_: int, status: int, **more: Any) -> dict[st
     return out
 
 
-__all__ = ["Message", "Region", "DimseError", "Assembler", "decode_command", "encode_command",
+__all__ = ["Message", "Region", "Spool", "DimseError", "Assembler", "decode_command", "encode_command",
            "fragments", "pdus", "response", "FIELDS"]

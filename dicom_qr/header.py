@@ -37,6 +37,14 @@ class HeaderError(ValueError):
 def elements(data: bytes | memoryview, syntax: str, wanted: frozenset[int]) -> dict[int, bytes]:
     """Tag -> value bytes of the top-level elements of ``data`` (a data set in transfer syntax
     ``syntax``) whose tag is in ``wanted``; elements absent are absent."""
+    return walk(data, syntax, wanted)[0]
+
+
+def walk(data: bytes | memoryview, syntax: str, wanted: frozenset[int]
+         ) -> tuple[dict[int, bytes], int]:
+    """:func:`elements`, and where the walk stopped: the offset of the first element past the
+    last tag wanted (the end of ``data`` when there is none) — everything before it is whole
+    in ``data``, which may be only the beginning of a data set."""
     if syntax in (DEFLATED_LE, EXPLICIT_BE):
         raise HeaderError(f"{syntax} is not walked here")
     explicit = syntax != IMPLICIT_LE
@@ -44,9 +52,10 @@ def elements(data: bytes | memoryview, syntax: str, wanted: frozenset[int]) -> d
     found: dict[int, bytes] = {}
     try:
         while at < end:
+            start = at
             tag, vr, length, at = _element(data, at, explicit)
             if tag > last:
-                break
+                return found, start
             if length == UNDEFINED:
                 at = _skip_sequence(data, at, explicit and vr != b"UN")
                 continue
@@ -60,7 +69,7 @@ def elements(data: bytes | memoryview, syntax: str, wanted: frozenset[int]) -> d
     except (struct.error, RecursionError) as exc:
         raise HeaderError(f"the data set ends inside an element or nests too deep: {exc}") \
             from None
-    return found
+    return found, end
 
 
 def _element(data, at: int, explicit: bool) -> tuple[int, bytes, int, int]:
@@ -108,4 +117,4 @@ def _item(data, at: int) -> tuple[int, int]:
     return group << 16 | number, length
 
 
-__all__ = ["HeaderError", "elements"]
+__all__ = ["HeaderError", "elements", "walk"]

@@ -120,6 +120,11 @@ def file_bytes(sop_class: str, sop_uid: str, syntax: str, data: bytes | memoryvi
                source_ae: str = "") -> bytes:
     """The DICOM file (PS3.10 7.1: preamble, "DICM", File Meta Information in Explicit VR
     Little Endian) of a data set received as ``data`` in ``syntax``, ``data`` unchanged."""
+    return b"".join((file_head(sop_class, sop_uid, syntax, source_ae), data))
+
+
+def file_head(sop_class: str, sop_uid: str, syntax: str, source_ae: str = "") -> bytes:
+    """What comes before the data set in :func:`file_bytes`."""
     meta = b"".join([
         _element(0x0001, b"OB", b"\x00\x01"),
         _element(0x0002, b"UI", sop_class.encode("ascii")),
@@ -130,7 +135,7 @@ def file_bytes(sop_class: str, sop_uid: str, syntax: str, data: bytes | memoryvi
     ] + ([_element(0x0016, b"AE", source_ae.encode("ascii", "replace")[:16])]
          if source_ae else []))
     group = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(meta))
-    return b"".join((bytes(128), b"DICM", group, meta, data))
+    return b"".join((bytes(128), b"DICM", group, meta))
 
 
 def data_set(blob: bytes | memoryview) -> tuple[str, memoryview]:
@@ -154,5 +159,5 @@ def data_set(blob: bytes | memoryview) -> tuple[str, memoryview]:
     return syntax, view[at:]
 
 
-__all__ = ["read", "write", "file_bytes", "data_set", "NATIVE", "IMPLICIT_LE", "EXPLICIT_LE",
+__all__ = ["read", "write", "file_bytes", "file_head", "data_set", "NATIVE", "IMPLICIT_LE", "EXPLICIT_LE",
            "DEFLATED_LE", "EXPLICIT_BE", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION"]

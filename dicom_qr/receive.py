@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 
-from dicom_qr import attrs, forward, header, part10, patients, store
+from dicom_qr import attrs, dimse, forward, header, part10, patients, store
 from hie.blobs import BlobInfo
 from hie.context import Context
 
 log = logging.getLogger("dicom_qr.receive")
 
 SUCCESS, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA700
+HEAD = 4 << 20        # octets of a spooled data set read for the index's elements
 REQUIRED_UIDS = {"SOPInstanceUID": ("instance", "sop_uid"),
                  "StudyInstanceUID": ("study", "study_uid"),
                  "SeriesInstanceUID": ("series", "series_uid"),
@@ -73,6 +76,20 @@ class Received:
         return cls(attrs.index_values(raw),
                    functools.partial(part10.read, data, syntax, stop_before_pixels=True))
 
+    @classmethod
+    def spooled(cls, region: dimse.Region, syntax: str) -> "Received":
+        """A data set received into a spool file (``region``): its first :data:`HEAD` octets
+        are walked (the index's elements lie long before the pixel data); the whole is read
+        only when they do not walk."""
+        head = region.read(0, min(region.length, HEAD))
+        try:
+            raw, end = header.walk(head, syntax, attrs.INDEXED_TAGS)
+        except header.HeaderError:
+            whole = head if len(head) == region.length else region.read(0, region.length)
+            return cls.read(whole, syntax)
+        return cls(attrs.index_values(raw),
+                   functools.partial(part10.read, head[:end], syntax, stop_before_pixels=True))
+
     def dataset(self) -> Dataset:
         if self._ds is None:
             self._ds = self._dataset()
@@ -83,13 +100,14 @@ _WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dicom-blob")
 
 
 class EarlyWrite:
-    """The bytes of an instance being put in the node's blob store by a helper thread:
-    calling it waits for the :class:`~hie.blobs.BlobInfo`; :meth:`discard` removes a blob this
-    write created for an instance that was then refused."""
+    """The bytes of an instance being put in the node's blob store by a helper thread (or its
+    spool file adopted, :class:`Spool`): calling it waits for the :class:`~hie.blobs.BlobInfo`;
+    :meth:`discard` removes a blob this write created for an instance that was then refused."""
 
-    def __init__(self, node: Any, data: bytes):
+    def __init__(self, node: Any, data: bytes | dimse.Region):
         self.node = node
-        self.future = _WRITERS.submit(node.blobs.put, data)
+        self.future = _WRITERS.submit(node.blobs.adopt, data.path) \
+            if isinstance(data, dimse.Region) else _WRITERS.submit(node.blobs.put, data)
 
     def __call__(self) -> BlobInfo:
         return self.future.result()
@@ -101,6 +119,50 @@ class EarlyWrite:
             return
         if info.created:
             self.node.blobs.delete(info.key)
+
+
+class Spool:
+    """A C-STORE's data set too large to hold in memory (past :data:`dicom_qr.ul.SPILL_AT`),
+    written as it arrives into a file of the blob store's temporary folder after the File Meta
+    Information (:func:`dicom_qr.part10.file_head`): the finished file is the instance's PS3.10
+    file, which the store adopts without a copy (:meth:`hie.blobs.FileBlobStore.adopt`)."""
+
+    def __init__(self, folder: Any, head: bytes):
+        fd, self.path = tempfile.mkstemp(dir=folder, prefix="spool-", suffix=".dcm")
+        self.fh = os.fdopen(fd, "w+b")
+        self.fh.write(head)
+        self.offset, self.size = len(head), 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.fh.write(data)
+        self.size += len(data)
+
+    def region(self) -> dimse.Region:
+        self.fh.flush()
+        return dimse.Region(self.fh, self.offset, self.size, self.path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def spool_for(node: Any, assoc: Any, message: dimse.Message) -> Spool | None:
+    """The :class:`Spool` of a C-STORE whose data set outgrows memory (a listener's spooler);
+    None for other messages, or a store that cannot adopt files."""
+    folder = getattr(node.blobs, "temp_folder", None)
+    command = message.command
+    if message.field != dimse.C_STORE_RQ or folder is None or \
+            not command.get("AffectedSOPClassUID") or not command.get("AffectedSOPInstanceUID"):
+        return None
+    cx = assoc.agreed.contexts.get(message.context_id)
+    if cx is None:
+        return None
+    return Spool(folder, part10.file_head(command["AffectedSOPClassUID"],
+                                          command["AffectedSOPInstanceUID"],
+                                          cx.transfer_syntax, assoc.calling))
 
 
 def accept(node: Any, ctx: Context, received: Received, blob: Callable[[], BlobInfo],
@@ -156,5 +218,5 @@ def _tie(ds: Dataset, ctx: Context, issuer: str, source: str) -> str:
 
 
 __all__ = ["SUCCESS", "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "Outcome", "Received",
-           "EarlyWrite",
+           "EarlyWrite", "Spool", "spool_for",
            "accept"]

@@ -13,7 +13,9 @@ Services (DICOM PS3.4):
   exactly as it came over the association (:mod:`dicom_qr.part10`) — in the node's blob store,
   and indexed (:mod:`dicom_qr.receive`).  Status 0x0000; 0xC000 "cannot understand" for a data
   set without its UIDs or that cannot be decoded; 0xA700 "out of resources" when it cannot be
-  stored.  Only the attributes before the pixel data are decoded.
+  stored.  Only the index's attributes are read from the data set
+  (:mod:`dicom_qr.header`); a data set past :data:`dicom_qr.ul.SPILL_AT` octets is spooled
+  to a file as it arrives and that file becomes the blob (:class:`dicom_qr.receive.Spool`).
 - Query (C-FIND, Annex C) in the Patient Root and Study Root information models
   (:mod:`dicom_qr.cfind`): a pending 0xFF00 per match, 0x0000 at the end, 0xFE00 when the
   requester cancels, 0xA900 / 0xC000 for an identifier that cannot be processed.
@@ -122,10 +124,12 @@ def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int
     sop_class, sop_uid = command.get("AffectedSOPClassUID"), command.get("AffectedSOPInstanceUID")
     if request.data is None or not sop_class or not sop_uid:
         return CANNOT_UNDERSTAND
-    kept = receive.EarlyWrite(node, part10.file_bytes(sop_class, sop_uid, syntax, request.data,
-                                                      assoc.calling))
+    spooled = isinstance(request.data, dimse.Region)   # a large data set, in its file already
+    kept = receive.EarlyWrite(node, request.data if spooled else part10.file_bytes(
+        sop_class, sop_uid, syntax, request.data, assoc.calling))
     try:
-        received = receive.Received.read(request.data, syntax)
+        received = receive.Received.spooled(request.data, syntax) if spooled else \
+            receive.Received.read(request.data, syntax)
     except Exception as exc:  # noqa: BLE001 - a data set that cannot be decoded
         log.warning("C-STORE from %s refused: cannot decode the data set: %s", assoc.calling,
                     exc)
@@ -214,7 +218,8 @@ class DicomListener:
             dimse.N_ACTION_RQ: _serves(COMMITMENT, dimse.N_ACTION_RSP)(
                 lambda a, m: commitment.handle_action(a, m, node)),
         }
-        self.server = Listener(offer(), services)
+        self.server = Listener(offer(), services,
+                               spool=lambda a, m: receive.spool_for(node, a, m))
         address = self.server.start(host, port)
         self.publisher.start()
         return address

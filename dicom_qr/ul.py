@@ -13,11 +13,15 @@ Table 9-10 reduced to what an acceptor sees):
 - an association idle longer than :data:`IDLE` gets an A-ABORT and is closed;
 - A-RELEASE-RQ is answered A-RELEASE-RP once the operation in progress is done;
 - a C-CANCEL-RQ reaches the operation it names (:meth:`Association.cancelled`);
-- a service that fails unexpectedly answers 0x0110 "processing failure"; the listener goes on.
+- a service that fails unexpectedly answers 0x0110 "processing failure"; the listener goes on;
+- a data set that grows past :data:`SPILL_AT` octets goes on into a spool file of the
+  listener's (``spool``) as it arrives, not into memory; the spool is removed once its message
+  has been served, or when the association ends before the message does.
 """
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
@@ -32,6 +36,7 @@ ARTIM = 30.0                 # seconds to wait for the A-ASSOCIATE-RQ (PS3.8 9.1
 IDLE = 60.0                  # seconds an association may stay silent
 MAX_ASSOCIATIONS = 64
 WRITE = 1 << 18              # octets per write of a data set sent from its file
+SPILL_AT = 32 << 20          # a data set received past this many octets goes on into a spool
 ASSOCIATE_LIMIT = 1 << 20    # the largest A-ASSOCIATE-RQ taken
 
 
@@ -68,12 +73,14 @@ class Association:
     :meth:`request` a C-STORE sub-operation of a C-GET; :attr:`state` keeps what a service
     wants to remember across the association's messages."""
 
-    def __init__(self, sock: socket.socket, address: str, agreed: acse.Agreement, limit: int):
+    def __init__(self, sock: socket.socket, address: str, agreed: acse.Agreement, limit: int,
+                 spool: "Spooler | None" = None, spill_at: int = 0):
         self.sock, self.address, self.agreed = sock, address, agreed
         self.calling = agreed.calling
         self.state: dict[str, Any] = {}
         self._limit = limit
-        self._assembler = dimse.Assembler()
+        self._assembler = dimse.Assembler(
+            spill_at=spill_at, spool=(lambda m: spool(self, m)) if spool is not None else None)
         self._queue: deque[dimse.Message] = deque()
         self._cancels: set[int] = set()
         self._release = False
@@ -221,6 +228,9 @@ def request_association(host: str, port: int, calling: str, called: str,
 
 
 Service = Callable[[Association, dimse.Message], None]
+# a listener's spools: (association, message whose data set grew past SPILL_AT) -> the spool
+# its data set goes on into, or None to keep it in memory
+Spooler = Callable[[Association, dimse.Message], "dimse.Spool | None"]
 
 
 class Listener:
@@ -228,9 +238,11 @@ class Listener:
     (command field → service); :meth:`start`, :attr:`address`, :meth:`stop`."""
 
     def __init__(self, offer: acse.Offer, services: dict[int, Service], *,
-                 max_associations: int = MAX_ASSOCIATIONS):
+                 max_associations: int = MAX_ASSOCIATIONS, spool: "Spooler | None" = None,
+                 spill_at: int = SPILL_AT):
         self.offer, self.services = offer, services
         self.max_associations = max_associations
+        self.spool, self.spill_at = spool, spill_at
         self.limit = max(offer.max_length or (64 << 20), ASSOCIATE_LIMIT) + 6
         self._server: socket.socket | None = None
         self._open: set[socket.socket] = set()
@@ -335,9 +347,15 @@ class Listener:
             log.info("association from %s (%s) rejected: %s", rq.calling, address, answer)
             return
         sock.settimeout(IDLE)
-        assoc = Association(sock, address, agreed, self.limit)
-        while (message := assoc.receive()) is not None:
-            self._dispatch(assoc, message)
+        assoc = Association(sock, address, agreed, self.limit, self.spool, self.spill_at)
+        try:
+            while (message := assoc.receive()) is not None:
+                try:
+                    self._dispatch(assoc, message)
+                finally:
+                    _remove_spool(message.data)
+        finally:
+            assoc._assembler.discard()          # a data set cut short by the association's end
 
     def _dispatch(self, assoc: Association, message: dimse.Message) -> None:
         service = self.services.get(message.field)
@@ -352,6 +370,17 @@ class Listener:
             log.exception("DIMSE 0x%04X from %s failed", message.field, assoc.calling)
             assoc.send(dimse.Message(message.context_id, dimse.response(
                 message, message.field | 0x8000, dimse.PROCESSING_FAILURE)))
+
+
+def _remove_spool(data: Any) -> None:
+    """A spooled data set is done with once its message has been served: close and remove
+    its file (what the service kept of it, it linked elsewhere)."""
+    if isinstance(data, dimse.Region) and data.path:
+        try:
+            data.fh.close()
+            os.unlink(data.path)
+        except OSError:
+            pass
 
 
 __all__ = ["Association", "Listener", "Closed", "Refused", "request_association", "Service",

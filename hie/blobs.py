@@ -166,6 +166,12 @@ class FileBlobStore:
     def __repr__(self) -> str:
         return f"FileBlobStore({str(self.root)!r})"
 
+    @property
+    def temp_folder(self) -> Path:
+        """Where a writer may spool a file it will :meth:`adopt` (same file system, so the
+        adoption is a link; what a dead writer leaves there is swept at start-up)."""
+        return self._tmp
+
     # -- keys -------------------------------------------------------------------------------
 
     def _file(self, key: str) -> Path:

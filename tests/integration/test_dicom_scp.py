@@ -4,10 +4,13 @@ PostgreSQL: C-ECHO; C-STORE keeping the bytes as received and indexing them; C-F
 Patient and Study Root models at every level with the matching rules, Chinese names in
 UTF-8 / GB18030 / ISO 2022 IR 58 (``张*`` finds 张 and 張, never 章), answers in the query's
 character set or in ISO_IR 192; bad input (no UIDs, no QueryRetrieveLevel) gets a DICOM
-failure status from a pynetdicom SCU and nothing is indexed."""
+failure status from a pynetdicom SCU and nothing is indexed; a large instance is moved from its
+file a PDU at a time and, received, spooled to a file that becomes its blob."""
 from __future__ import annotations
 
+import io
 import subprocess
+import time
 from pathlib import Path
 
 import pydicom
@@ -16,6 +19,7 @@ import sqlalchemy as sa
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
+from dicom_qr import dimse, part10
 from dicom_qr.tables import dicom_instance, dicom_patient, dicom_study
 from hie.tables import audit_event as t_audit
 from tests.dicom_support import CT, DCMTK, SC, find, instance, run
@@ -366,3 +370,69 @@ def test_a_large_instance_is_moved_from_its_file_a_pdu_at_a_time(with_peer, tmp_
     [got] = list(received.iterdir())
     assert pydicom.dcmread(got).PixelData == ds.PixelData
     assert sum(reads) > 320_000 and max(reads) <= 16384     # storescp's Maximum Length
+
+
+def test_a_data_set_past_the_spill_size_is_spooled_not_held(with_peer, tmp_path, monkeypatch):
+    from dicom_qr import receive
+    live, _ = with_peer
+    monkeypatch.setattr(live.server.dicom.server, "spill_at", 100_000)   # new associations
+    spools: list = []
+    real = receive.Spool
+
+    class Watched(real):
+        def __init__(self, *args):
+            super().__init__(*args)
+            spools.append(self)
+
+    monkeypatch.setattr(receive, "Spool", Watched)
+    big = instance(tmp_path, "big.dcm", patient_id="P013", patient_name="马^超",
+                   charset="ISO_IR 192", study=generate_uid(), series=generate_uid())
+    ds = pydicom.dcmread(big)
+    ds.Rows = ds.Columns = 400
+    ds.PixelData = bytes(range(256)) * 1250                  # 320,000 octets: past 100,000
+    ds.save_as(big, enforce_file_format=True)
+    small = instance(tmp_path, "small.dcm", patient_id="P013", patient_name="马^超",
+                     charset="ISO_IR 192", study=ds.StudyInstanceUID,
+                     series=ds.SeriesInstanceUID, number=2)
+    host, port = live.node.listeners["dicom"]
+    done = run("storescu", "-aec", live.settings.dicom_ae_title, host, str(port), str(big),
+               str(small))
+    assert done.returncode == 0, done.stderr
+    assert len(spools) == 1                                  # the big one only
+    assert not Path(spools[0].path).exists()                 # removed once served
+    with live.node.db.read() as c:
+        rows = dict(c.execute(sa.select(dicom_instance.c.sop_uid, dicom_instance.c.blob_key)).all())
+    with live.node.blobs.open(rows[str(ds.SOPInstanceUID)]) as fh:
+        kept = fh.read()
+    assert part10.data_set(kept)[1] == part10.data_set(big.read_bytes())[1]   # as sent
+    assert pydicom.dcmread(io.BytesIO(kept)).PatientName == "马^超"
+    assert str(pydicom.dcmread(io.BytesIO(kept)).file_meta.SourceApplicationEntityTitle) \
+        == "STORESCU"
+    assert not list(live.node.blobs.temp_folder.glob("spool-*"))
+
+
+def test_an_association_that_ends_mid_data_set_leaves_no_spool(with_peer, tmp_path,
+                                                               monkeypatch):
+    import socket as _socket
+    from dicom_qr import pdu as _pdu, ul as _ul
+    live, _ = with_peer
+    monkeypatch.setattr(live.server.dicom.server, "spill_at", 10_000)
+    host, port = live.node.listeners["dicom"]
+    assoc = _ul.request_association(host, port, "CUTSHORT", live.settings.dicom_ae_title,
+                                    [(CT, ["1.2.840.10008.1.2.1"])])
+    command = dimse.encode_command({"AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ,
+                                    "MessageID": 1, "Priority": 0,
+                                    "AffectedSOPInstanceUID": generate_uid(),
+                                    "CommandDataSetType": dimse.HAS_DATA_SET})
+    assoc.sock.sendall(_pdu.encode_pdata([_pdu.Pdv(1, True, True, command)]))
+    for _ in range(4):                                      # 4 × 8,000 octets, never the last
+        assoc.sock.sendall(_pdu.encode_pdata([_pdu.Pdv(1, False, False, b"\x00" * 8000)]))
+    deadline = time.time() + 10
+    while not list(live.node.blobs.temp_folder.glob("spool-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(live.node.blobs.temp_folder.glob("spool-*"))     # spooling, mid-message
+    assoc.sock.shutdown(_socket.SHUT_RDWR)
+    assoc.sock.close()
+    while list(live.node.blobs.temp_folder.glob("spool-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not list(live.node.blobs.temp_folder.glob("spool-*"))

@@ -174,6 +174,60 @@ def test_a_data_set_sent_from_its_file_makes_the_same_pdus(max_length, size, tmp
     assert streamed == dimse.fragments(dimse.Message(1, command, data), max_length)
 
 
+class _MemorySpool:
+    def __init__(self):
+        self.buffer, self.discarded = BytesIO(), False
+
+    def write(self, data):
+        self.buffer.write(data)
+
+    def region(self):
+        return dimse.Region(self.buffer, 0, len(self.buffer.getvalue()), "spool")
+
+    def discard(self):
+        self.discarded = True
+
+
+@pytest.mark.parametrize("take", [True, False])
+def test_a_data_set_past_the_spill_size_goes_on_into_the_spool(take):
+    data = bytes(range(256)) * 40
+    message = dimse.Message(1, {"AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ,
+                                "MessageID": 2, "Priority": 0,
+                                "AffectedSOPInstanceUID": "1.2.3"}, data)
+    spools: list[_MemorySpool] = []
+
+    def spool(msg):
+        assert msg.command["AffectedSOPInstanceUID"] == "1.2.3"
+        spools.append(_MemorySpool())
+        return spools[-1] if take else None
+
+    assembler, done = dimse.Assembler(spill_at=3000, spool=spool), []
+    for raw in dimse.fragments(message, 1024):
+        done += assembler.feed(_decode(raw))
+    [got] = done
+    if take:
+        assert len(spools) == 1 and isinstance(got.data, dimse.Region)
+        assert got.data.read(0, got.data.length) == data
+    else:
+        assert len(spools) == 1 and got.data == data     # asked once, then kept in memory
+    # the next message starts afresh: small, in memory
+    for raw in dimse.fragments(dimse.Message(1, message.command, b"small"), 1024):
+        done += assembler.feed(_decode(raw))
+    assert done[-1].data == b"small"
+
+
+def test_a_spool_left_unfinished_is_discarded():
+    spool = _MemorySpool()
+    message = dimse.Message(1, {"AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ,
+                                "MessageID": 2, "Priority": 0,
+                                "AffectedSOPInstanceUID": "1.2.3"}, b"x" * 5000)
+    assembler = dimse.Assembler(spill_at=1000, spool=lambda m: spool)
+    for raw in dimse.fragments(message, 1024)[:-1]:        # never the last fragment
+        assert assembler.feed(_decode(raw)) == []
+    assembler.discard()
+    assert spool.discarded
+
+
 def test_a_file_shorter_than_its_region_is_an_os_error(tmp_path):
     path = tmp_path / "short"
     path.write_bytes(b"x" * 100)
