@@ -21,7 +21,6 @@ ordinary way.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -132,29 +131,9 @@ def _instance_row(db, values: dict[str, Any]) -> int:
     statement and unit of work on the driver's connection; its id."""
     sql, order, processors = _instance_upsert(db.engine.dialect)
     bound = {c: (f(values[c]) if f is not None else values[c]) for c, f in processors}
-    params = tuple(bound[c] for c in order) if order is not None else bound
-    sqlite = db.dialect == "sqlite"
-    with db._write_lock or contextlib.nullcontext():
-        raw = db.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            try:
-                if sqlite:                # autocommit driver mode (hie.db): begin explicitly
-                    cursor.execute("BEGIN IMMEDIATE")
-                cursor.execute(sql, params)
-                pk = cursor.fetchone()[0]
-                if sqlite:
-                    cursor.execute("COMMIT")
-                else:
-                    raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cursor.close()
-        finally:
-            raw.close()                   # back to the pool
-    return pk
+    with db.driver_unit() as cursor:
+        cursor.execute(sql, tuple(bound[c] for c in order) if order is not None else bound)
+        return cursor.fetchone()[0]
 
 
 def _unchanged(levels: dict[str, dict[str, Any]], known: Known) -> list[int] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -136,6 +136,35 @@ class Database:
             conn.info["one_statement"] = False
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def driver_unit(self) -> Iterator[Any]:
+        """A write unit of work on the database driver's own connection — a DBAPI cursor —
+        for a hot path that runs statements compiled once, without SQLAlchemy's per-statement
+        machinery (:mod:`dicom_qr.store`): committed when the block ends, rolled back on any
+        exception; on SQLite under the same write lock and ``BEGIN IMMEDIATE`` as
+        :meth:`begin`.  The statements see no SQLAlchemy events and take the driver's
+        parameter style and value types."""
+        sqlite = self.dialect == "sqlite"
+        with self._write_lock or contextlib.nullcontext():
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    if sqlite:            # the driver runs in autocommit mode (see above)
+                        cursor.execute("BEGIN IMMEDIATE")
+                    yield cursor
+                    if sqlite:
+                        cursor.execute("COMMIT")
+                    else:
+                        raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()               # back to the pool
 
     @contextlib.contextmanager
     def read(self, planned: bool = False) -> Iterator[Connection]:
