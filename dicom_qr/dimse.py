@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from dicom_qr.pdu import PData, Pdv, encode_pdata
 
@@ -67,34 +67,26 @@ class DimseError(ValueError):
     """A command set or a PDV sequence that is not a DIMSE message."""
 
 
-@dataclass(frozen=True)
-class Region:
-    """A data set still in a file: ``length`` octets from ``offset`` of the open binary file
-    ``fh``.  A message carrying one is sent in pieces as they are read (:func:`pdus`), so an
-    instance of a gigabyte costs a PDU's worth of memory, not a gigabyte."""
-    fh: BinaryIO
-    offset: int
-    length: int
-    path: str | None = None      # the file's name, when it is a spool the receiver owns
+class Source(Protocol):
+    """A data set not in memory (a file: :class:`dicom_qr.ul.Region`): its length, and
+    ``read(at, size)`` giving ``size`` octets from ``at``.  A message carrying one is cut into
+    PDUs as they are asked for (:func:`pdus`), so a gigabyte costs a PDU's worth of memory.
+    The codecs here only call it; what it reads is the caller's business."""
 
-    def __len__(self) -> int:
-        return self.length
+    def __len__(self) -> int: ...
 
-    def read(self, at: int, size: int) -> bytes:
-        """``size`` octets from ``at`` (relative to :attr:`offset`); OSError when the file
-        has fewer."""
-        self.fh.seek(self.offset + at)
-        got = self.fh.read(size)
-        if len(got) != size:
-            raise OSError(f"the file ends {size - len(got)} octets before its data set does")
-        return got
+    def read(self, at: int, size: int) -> bytes: ...
+
+
+def in_memory(data: Any) -> bool:
+    return isinstance(data, (bytes, bytearray, memoryview))
 
 
 @dataclass
 class Message:
     context_id: int
     command: dict[str, Any]
-    data: bytes | Region | None = None
+    data: bytes | Source | None = None
 
     @property
     def field(self) -> int:
@@ -181,7 +173,7 @@ def fragments(message: Message, max_length: int) -> list[bytes]:
 
 
 def pdus(message: Message, max_length: int) -> Iterator[bytes]:
-    """:func:`fragments` one PDU at a time; a :class:`Region` is read as each PDU is made."""
+    """:func:`fragments` one PDU at a time; a :class:`Source` is read as each PDU is made."""
     command = encode_command({**message.command,
                               "CommandDataSetType": NO_DATA_SET if message.data is None
                               else HAS_DATA_SET})
@@ -191,8 +183,7 @@ def pdus(message: Message, max_length: int) -> Iterator[bytes]:
     if not room or len(command) + 6 + size + 6 <= max_length:
         pdvs = [Pdv(cid, True, True, command)]
         if data is not None:
-            pdvs.append(Pdv(cid, False, True,
-                            data.read(0, size) if isinstance(data, Region) else data))
+            pdvs.append(Pdv(cid, False, True, data if in_memory(data) else data.read(0, size)))
         yield encode_pdata(pdvs)
         return
     view = memoryview(command)
@@ -200,11 +191,10 @@ def pdus(message: Message, max_length: int) -> Iterator[bytes]:
         yield encode_pdata([Pdv(cid, True, at + room >= len(view), view[at:at + room])])
     if data is None:
         return
-    view = data if isinstance(data, Region) else memoryview(data)
+    read = (lambda at, n, view=memoryview(data): view[at:at + n]) if in_memory(data) \
+        else data.read
     for at in range(0, max(size, 1), room):
-        chunk = data.read(at, min(room, size - at)) if isinstance(data, Region) \
-            else view[at:at + room]
-        yield encode_pdata([Pdv(cid, False, at + room >= size, chunk)])
+        yield encode_pdata([Pdv(cid, False, at + room >= size, read(at, min(room, size - at)))])
 
 
 class Spool(Protocol):
@@ -212,7 +202,7 @@ class Spool(Protocol):
 
     def write(self, data: bytes | memoryview) -> None: ...
 
-    def region(self) -> Region: ...
+    def region(self) -> Source: ...
 
     def discard(self) -> None: ...
 
@@ -222,7 +212,7 @@ class Assembler:
     """Puts messages together from the PDVs of P-DATA-TF PDUs (PS3.8 Annex E): :meth:`feed` a
     P-DATA, get the messages it completes.  With ``spool`` (message → :class:`Spool`, or None
     to keep it in memory), a data set that grows past ``spill_at`` octets goes on into the
-    spool as it arrives, and the message carries it as a :class:`Region`; :meth:`discard`
+    spool as it arrives, and the message carries what the spool gives back; :meth:`discard`
     drops a spool left unfinished (an association that ended mid-message)."""
     command: list[bytes] = field(default_factory=list)
     data: list[bytes | memoryview] = field(default_factory=list)
@@ -305,5 +295,5 @@ def response(request: Message, field_: int, status: int, **more: Any) -> dict[st
     return out
 
 
-__all__ = ["Message", "Region", "Spool", "DimseError", "Assembler", "decode_command", "encode_command",
-           "fragments", "pdus", "response", "FIELDS"]
+__all__ = ["Message", "Source", "Spool", "in_memory", "DimseError", "Assembler",
+           "decode_command", "encode_command", "fragments", "pdus", "response", "FIELDS"]

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 
-from dicom_qr import attrs, dimse, forward, header, part10, patients, store
+from dicom_qr import attrs, dimse, forward, header, part10, patients, store, ul
 from hie.blobs import BlobInfo
 from hie.context import Context
 
@@ -77,7 +77,7 @@ class Received:
                    functools.partial(part10.read, data, syntax, stop_before_pixels=True))
 
     @classmethod
-    def spooled(cls, region: dimse.Region, syntax: str) -> "Received":
+    def spooled(cls, region: ul.Region, syntax: str) -> "Received":
         """A data set received into a spool file (``region``): its first :data:`HEAD` octets
         are walked (the index's elements lie long before the pixel data); the whole is read
         only when they do not walk."""
@@ -104,10 +104,10 @@ class EarlyWrite:
     spool file adopted, :class:`Spool`): calling it waits for the :class:`~hie.blobs.BlobInfo`;
     :meth:`discard` removes a blob this write created for an instance that was then refused."""
 
-    def __init__(self, node: Any, data: bytes | dimse.Region):
+    def __init__(self, node: Any, data: bytes | ul.Region):
         self.node = node
         self.future = _WRITERS.submit(node.blobs.adopt, data.path) \
-            if isinstance(data, dimse.Region) else _WRITERS.submit(node.blobs.put, data)
+            if isinstance(data, ul.Region) else _WRITERS.submit(node.blobs.put, data)
 
     def __call__(self) -> BlobInfo:
         return self.future.result()
@@ -137,9 +137,9 @@ class Spool:
         self.fh.write(data)
         self.size += len(data)
 
-    def region(self) -> dimse.Region:
+    def region(self) -> ul.Region:
         self.fh.flush()
-        return dimse.Region(self.fh, self.offset, self.size, self.path)
+        return ul.Region(self.fh, self.offset, self.size, self.path)
 
     def discard(self) -> None:
         self.fh.close()

@@ -16,7 +16,7 @@ bytes' key.  A retrieve that names nothing is answered 0x0000 with no sub-operat
   the storage SOP classes for which it took the SCP role (PS3.4 C.4.3.1, PS3.7 D.3.3.4).
 
 Each instance goes as stored when its transfer syntax was accepted — read from its file a PDU
-at a time as it is sent (:class:`dicom_qr.dimse.Region`), so a retrieve of a gigabyte instance
+at a time as it is sent (:class:`dicom_qr.ul.Region`), so a retrieve of a gigabyte instance
 holds a PDU of it in memory, not the gigabyte — else decoded and written in an uncompressed
 syntax that was (:func:`send_stored`); one with neither, or whose stored bytes are gone, is a
 failed sub-operation, not a stopped retrieve.  A pending 0xFF00 with the
@@ -78,7 +78,7 @@ def contexts(found: list[Stored]) -> list[tuple[str, list[str]]]:
     return sending_pairs((s.sop_class, s.transfer_syntax) for s in found)[:MAX_CONTEXTS]
 
 
-def _opened(node: Any, key: str) -> tuple[str, dimse.Region]:
+def _opened(node: Any, key: str) -> tuple[str, ul.Region]:
     """(transfer syntax, the data set in the open file) of a stored instance: only its File
     Meta Information is read here (PS3.10 7.1: its group length follows the preamble)."""
     fh = node.blobs.open(key)
@@ -90,7 +90,7 @@ def _opened(node: Any, key: str) -> tuple[str, dimse.Region]:
         syntax, rest = part10.data_set(head)
         offset = len(head) - len(rest)
         fh.seek(0, 2)
-        return syntax, dimse.Region(fh, offset, fh.tell() - offset)
+        return syntax, ul.Region(fh, offset, fh.tell() - offset)
     except BaseException:
         fh.close()
         raise
@@ -112,7 +112,7 @@ def send_stored(assoc: ul.Association, node: Any, s: Stored, *, usable: set[str]
         log.error("instance %s cannot be read from storage: %s", s.sop_uid, exc)
         return None
     with region.fh:
-        data: bytes | dimse.Region = region      # sent from the file as it is read
+        data: bytes | ul.Region = region      # sent from the file as it is read
         cx = next((c for c in cxs if c.transfer_syntax == syntax), None)
         if cx is None:
             cx = next((c for c in cxs if c.transfer_syntax in part10.NATIVE), None)

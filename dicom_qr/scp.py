@@ -51,7 +51,7 @@ from dicom_qr import acse, cfind, commitment, dimse, forward, part10, receive, r
 from dicom_qr import xdsi
 from dicom_qr.association import context as _context
 from dicom_qr.dimse import CANCEL, PENDING, SUCCESS, Message
-from dicom_qr.ul import Association, Listener
+from dicom_qr.ul import Association, Listener, Region
 from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_FIND, DICOM_C_STORE
 
@@ -124,7 +124,7 @@ def _store(assoc: Association, request: Message, node: Any, ctx: Context) -> int
     sop_class, sop_uid = command.get("AffectedSOPClassUID"), command.get("AffectedSOPInstanceUID")
     if request.data is None or not sop_class or not sop_uid:
         return CANNOT_UNDERSTAND
-    spooled = isinstance(request.data, dimse.Region)   # a large data set, in its file already
+    spooled = isinstance(request.data, Region)      # a large data set, in its file already
     kept = receive.EarlyWrite(node, request.data if spooled else part10.file_bytes(
         sop_class, sop_uid, syntax, request.data, assoc.calling))
     try:

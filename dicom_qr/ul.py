@@ -26,7 +26,8 @@ import select
 import socket
 import threading
 from collections import deque
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterator
 
 from dicom_qr import acse, dimse, pdu
 
@@ -67,6 +68,28 @@ def no_delay(sock: socket.socket | None) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Region:
+    """A data set still in a file (a :class:`dicom_qr.dimse.Source`): ``length`` octets from
+    ``offset`` of the open binary file ``fh`` — a stored instance being sent, or a received one
+    spooled (``path``: the spool's name; the listener removes it once its message is served)."""
+    fh: BinaryIO
+    offset: int
+    length: int
+    path: str | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, at: int, size: int) -> bytes:
+        """``size`` octets from ``at``; OSError when the file has fewer."""
+        self.fh.seek(self.offset + at)
+        got = self.fh.read(size)
+        if len(got) != size:
+            raise OSError(f"the file ends {size - len(got)} octets before its data set does")
+        return got
+
+
 class Association:
     """An accepted association as the services see it: who asked (:attr:`calling`,
     :attr:`address`), what was agreed, :meth:`send` a message, :meth:`cancelled`, and
@@ -91,9 +114,9 @@ class Association:
 
     def send(self, *messages: dimse.Message) -> None:
         """Send ``messages`` in one write (each in its own PDUs) — or, when one carries a data
-        set still in a file (:class:`dicom_qr.dimse.Region`), in writes of about
+        set still in a file (:class:`Region`), in writes of about
         :data:`WRITE` octets as its PDUs are read."""
-        if not any(isinstance(m.data, dimse.Region) for m in messages):
+        if all(m.data is None or dimse.in_memory(m.data) for m in messages):
             self.sock.sendall(b"".join(raw for m in messages
                                        for raw in dimse.fragments(m, self.agreed.peer_max_length)))
             return
@@ -375,7 +398,7 @@ class Listener:
 def _remove_spool(data: Any) -> None:
     """A spooled data set is done with once its message has been served: close and remove
     its file (what the service kept of it, it linked elsewhere)."""
-    if isinstance(data, dimse.Region) and data.path:
+    if isinstance(data, Region) and data.path:
         try:
             data.fh.close()
             os.unlink(data.path)
@@ -383,5 +406,5 @@ def _remove_spool(data: Any) -> None:
             pass
 
 
-__all__ = ["Association", "Listener", "Closed", "Refused", "request_association", "Service",
+__all__ = ["Region", "Association", "Listener", "Closed", "Refused", "request_association", "Service",
            "read_pdu", "no_delay", "ARTIM", "IDLE"]

@@ -18,7 +18,7 @@ from pynetdicom.pdu_primitives import (A_ASSOCIATE, MaximumLengthNotification,
                                        SCP_SCU_RoleSelectionNegotiation)
 from pynetdicom.presentation import build_context
 
-from dicom_qr import acse, dimse, part10, pdu
+from dicom_qr import acse, dimse, part10, pdu, ul
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -169,7 +169,7 @@ def test_a_data_set_sent_from_its_file_makes_the_same_pdus(max_length, size, tmp
     command = {"AffectedSOPClassUID": CT, "CommandField": dimse.C_STORE_RQ, "MessageID": 3,
                "Priority": 0, "AffectedSOPInstanceUID": "1.2.3"}
     with open(path, "rb") as fh:
-        region = dimse.Region(fh, 40, size)
+        region = ul.Region(fh, 40, size)
         streamed = list(dimse.pdus(dimse.Message(1, command, region), max_length))
     assert streamed == dimse.fragments(dimse.Message(1, command, data), max_length)
 
@@ -182,7 +182,7 @@ class _MemorySpool:
         self.buffer.write(data)
 
     def region(self):
-        return dimse.Region(self.buffer, 0, len(self.buffer.getvalue()), "spool")
+        return ul.Region(self.buffer, 0, len(self.buffer.getvalue()), "spool")
 
     def discard(self):
         self.discarded = True
@@ -206,7 +206,7 @@ def test_a_data_set_past_the_spill_size_goes_on_into_the_spool(take):
         done += assembler.feed(_decode(raw))
     [got] = done
     if take:
-        assert len(spools) == 1 and isinstance(got.data, dimse.Region)
+        assert len(spools) == 1 and isinstance(got.data, ul.Region)
         assert got.data.read(0, got.data.length) == data
     else:
         assert len(spools) == 1 and got.data == data     # asked once, then kept in memory
@@ -233,7 +233,7 @@ def test_a_file_shorter_than_its_region_is_an_os_error(tmp_path):
     path.write_bytes(b"x" * 100)
     with open(path, "rb") as fh:
         message = dimse.Message(1, {"CommandField": dimse.C_STORE_RQ, "MessageID": 1},
-                                dimse.Region(fh, 0, 5000))
+                                ul.Region(fh, 0, 5000))
         with pytest.raises(OSError):
             list(dimse.pdus(message, 1024))
 
