@@ -75,41 +75,43 @@ def _code(value: str, scheme: str, display: str) -> Code:
 def due(conn: Connection, cutoff: dt.datetime) -> list[str]:
     """Study UIDs quiet since ``cutoff`` whose manifest is missing, out of date (more or fewer
     instances than it covers), or waiting / failed and last tried before ``cutoff``."""
-    count, last = sa.func.count(I.c.id), sa.func.max(I.c.received_at)
-    q = (sa.select(ST.c.study_uid)
-         .select_from(ST.join(SE, SE.c.study_pk == ST.c.id).join(I, I.c.series_pk == SE.c.id)
-                      .outerjoin(M, M.c.study_uid == ST.c.study_uid))
-         .group_by(ST.c.study_uid, M.c.instances, M.c.status, M.c.attempted_at)
-         .having(last <= cutoff)
-         .having(sa.or_(M.c.status.is_(None),
-                        sa.and_(M.c.status == PUBLISHED, M.c.instances != count),
-                        sa.and_(M.c.status != PUBLISHED, M.c.attempted_at <= cutoff)))
-         .order_by(ST.c.study_uid))
-    return list(conn.execute(q).scalars())
+    rows = conn.execute(_activity().having(sa.func.max(I.c.received_at) <= cutoff))
+    return sorted(r.study_uid for r in rows if _due(r, cutoff))
 
 
 def due_among(conn: Connection, cutoff: dt.datetime, pks: list[int]
               ) -> tuple[list[str], set[int]]:
     """:func:`due` among the studies of row ids ``pks`` only: (their due study UIDs, the ids of
     those not quiet since ``cutoff``)."""
-    count, last = sa.func.count(I.c.id), sa.func.max(I.c.received_at)
     uids, active = [], set()
     for at in range(0, len(pks), CHUNK):
-        rows = conn.execute(
-            sa.select(ST.c.id, ST.c.study_uid, count.label("n"), last.label("last"),
-                      M.c.instances, M.c.status, M.c.attempted_at)
-            .select_from(ST.join(SE, SE.c.study_pk == ST.c.id).join(I, I.c.series_pk == SE.c.id)
-                         .outerjoin(M, M.c.study_uid == ST.c.study_uid))
-            .where(ST.c.id.in_(pks[at:at + CHUNK]))
-            .group_by(ST.c.id, ST.c.study_uid, M.c.instances, M.c.status, M.c.attempted_at))
-        for r in rows:
+        for r in conn.execute(_activity().where(ST.c.id.in_(pks[at:at + CHUNK]))):
             if _aware(r.last) > cutoff:
                 active.add(r.id)
-            elif r.status is None or (r.status == PUBLISHED and r.instances != r.n) or \
-                    (r.status != PUBLISHED and r.attempted_at is not None
-                     and _aware(r.attempted_at) <= cutoff):
+            elif _due(r, cutoff):
                 uids.append(r.study_uid)
     return sorted(uids), active
+
+
+def _activity() -> sa.Select:
+    """Per study: its id and UID, instance count and last reception, and its manifest's
+    instance count, status and last try."""
+    return (sa.select(ST.c.id, ST.c.study_uid, sa.func.count(I.c.id).label("n"),
+                      sa.func.max(I.c.received_at).label("last"), M.c.instances, M.c.status,
+                      M.c.attempted_at)
+            .select_from(ST.join(SE, SE.c.study_pk == ST.c.id).join(I, I.c.series_pk == SE.c.id)
+                         .outerjoin(M, M.c.study_uid == ST.c.study_uid))
+            .group_by(ST.c.id, ST.c.study_uid, M.c.instances, M.c.status, M.c.attempted_at))
+
+
+def _due(r: Any, cutoff: dt.datetime) -> bool:
+    """A quiet study's manifest is due: none yet, out of date, or waiting / failed and last
+    tried before ``cutoff``."""
+    if r.status is None:
+        return True
+    if r.status == PUBLISHED:
+        return r.instances != r.n
+    return r.attempted_at is not None and _aware(r.attempted_at) <= cutoff
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
