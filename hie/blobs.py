@@ -175,9 +175,13 @@ class FileBlobStore:
     # -- keys -------------------------------------------------------------------------------
 
     def _file(self, key: str) -> Path:
+        return Path(self._name(key))
+
+    def _name(self, key: str) -> str:
+        """The blob's file name (a str: a hot path builds no Path)."""
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise BlobNotFound(f"not a blob key of this store: {key!r}")
-        return self.root / key[:2] / key[2:4] / key
+        return f"{self._root}/{key[:2]}/{key[2:4]}/{key}"
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -214,8 +218,7 @@ class FileBlobStore:
         stored costs no write at all."""
         sha1, key = hashlib.sha1(data).hexdigest(), hashlib.sha256(data).hexdigest()
         size = len(data)
-        self._file(key)                           # checks the key
-        final = f"{self._root}/{key[:2]}/{key[2:4]}/{key}"   # (a str: no Path built per put)
+        final = self._name(key)
         pending = self._fan_out(key)
         if self._has(final, size):
             return self._existing(key, sha1, size, pending)
