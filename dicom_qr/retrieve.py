@@ -15,9 +15,10 @@ bytes' key.  A retrieve that names nothing is answered 0x0000 with no sub-operat
 - **C-GET**: the instances go back over the requester's own association, on the contexts of
   the storage SOP classes for which it took the SCP role (PS3.4 C.4.3.1, PS3.7 D.3.3.4).
 
-Each instance goes as stored when its transfer syntax was accepted — read from its file a PDU
-at a time as it is sent (:class:`dicom_qr.ul.Region`), so a retrieve of a gigabyte instance
-holds a PDU of it in memory, not the gigabyte — else decoded and written in an uncompressed
+Each instance goes as stored when its transfer syntax was accepted — one larger than
+:data:`READ_WHOLE` read from its file a PDU at a time as it is sent
+(:class:`dicom_qr.ul.Region`), so a retrieve of a gigabyte instance holds a PDU of it in
+memory, not the gigabyte — else decoded and written in an uncompressed
 syntax that was (:func:`send_stored`); one with neither, or whose stored bytes are gone, is a
 failed sub-operation, not a stopped retrieve.  A pending 0xFF00 with the
 sub-operation counts follows each sub-operation; the final response is 0x0000, 0xB000 (some
@@ -43,6 +44,7 @@ from hie.context import SERIOUS_FAILURE, Context
 from hie.transactions import DICOM_C_GET, DICOM_C_MOVE
 
 log = logging.getLogger("dicom_qr.retrieve")
+READ_WHOLE = 4 << 20    # octets of a stored data set read at once; larger ones are streamed
 
 MOVE_DESTINATION_UNKNOWN = 0xA801
 UNABLE_TO_PERFORM = 0xA702
@@ -112,7 +114,9 @@ def send_stored(assoc: ul.Association, node: Any, s: Stored, *, usable: set[str]
         log.error("instance %s cannot be read from storage: %s", s.sop_uid, exc)
         return None
     with region.fh:
-        data: bytes | ul.Region = region      # sent from the file as it is read
+        # a large data set is sent from the file as it is read; a small one read at once
+        data: bytes | ul.Region = region if region.length > READ_WHOLE else \
+            region.read(0, region.length)
         cx = next((c for c in cxs if c.transfer_syntax == syntax), None)
         if cx is None:
             cx = next((c for c in cxs if c.transfer_syntax in part10.NATIVE), None)

@@ -331,7 +331,9 @@ def test_getscu_retrieves_a_series(with_peer, tmp_path):
 
 def test_a_large_instance_is_moved_from_its_file_a_pdu_at_a_time(with_peer, tmp_path,
                                                                   monkeypatch):
+    from dicom_qr import retrieve
     live, received = with_peer
+    monkeypatch.setattr(retrieve, "READ_WHOLE", 100_000)      # 320 KB counts as large here
     path = instance(tmp_path, "big.dcm", patient_id="P012", patient_name="赵^云",
                     charset="ISO_IR 192", study=generate_uid(), series=generate_uid())
     ds = pydicom.dcmread(path)
