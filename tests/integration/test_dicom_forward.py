@@ -144,7 +144,8 @@ def test_a_destination_that_is_down_gets_it_once_it_is_up(live, tmp_path, port):
     assert len(got) == 1 and _data_set(got[0]) == _data_set(ct)
 
 
-def test_a_series_forwarded_together_shares_one_association(live, tmp_path, port):
+def test_a_series_forwarded_together_shares_one_association(live, tmp_path, port, monkeypatch):
+    monkeypatch.setattr(forward, "LINGER", 3.0)       # room for a slow machine between two
     study, series = generate_uid(), generate_uid()
     paths = [instance(tmp_path, f"ct{n}.dcm", patient_id="P501", patient_name="黄^河",
                       charset="ISO_IR 192", study=study, series=series, modality="CT")
@@ -154,7 +155,7 @@ def test_a_series_forwarded_together_shares_one_association(live, tmp_path, port
         send(live, *paths)                            # one storescu association, six C-STOREs
         got = scp.files(6)
         opened = scp.events("Association Received")
-        deadline = time.time() + 10                   # released once idle (LINGER + a poll)
+        deadline = time.time() + 20                   # released once idle (LINGER + a poll)
         while scp.events("Association Release") < opened and time.time() < deadline:
             time.sleep(0.1)
         released = scp.events("Association Release")
