@@ -128,10 +128,10 @@ def _held(conn: Connection, sop_uid: str):
         .where(I.c.sop_uid == sop_uid)).first()
 
 
-def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None,
-         sessions: "Sessions | None" = None) -> int:
-    """C-STORE one held instance to ``peer``; the status.  With ``sessions``, on the
-    association they keep open to ``peer`` (or one they open); else on one of its own."""
+def send(node: Any, peer: Peer, sop_uid: str, sessions: "Sessions",
+         ctx: Context | None = None) -> int:
+    """C-STORE one held instance to ``peer`` on the association ``sessions`` keep open to it
+    (or one they open); the status."""
     with node.db.read() as conn:
         row = _held(conn, sop_uid)
     if row is None:
@@ -142,13 +142,7 @@ def send(node: Any, peer: Peer, sop_uid: str, ctx: Context | None = None,
         path = node.blobs.path(row.blob_key)
     except BlobNotFound:
         raise DeliveryError(f"the bytes of {sop_uid} are lost", permanent=True) from None
-    own = sessions is None
-    sessions = sessions if sessions is not None else Sessions(node.settings.dicom_ae_title)
-    try:
-        return sessions.store(peer, row.sop_class, row.transfer_syntax, path)
-    finally:
-        if own:
-            sessions.close()
+    return sessions.store(peer, row.sop_class, row.transfer_syntax, path)
 
 
 class Sessions:
@@ -238,7 +232,7 @@ def _end(assoc: Any, abort: bool) -> None:
         log.debug("ending an association failed", exc_info=True)
 
 
-def deliver(node: Any, msg: Message, sessions: Sessions | None = None) -> None:
+def deliver(node: Any, sessions: Sessions, msg: Message) -> None:
     """The outbox deliverer of :data:`KIND`, audited as an export (110106)."""
     job = json.loads(msg.payload)
     peer = Peer.parse(msg.destination)
@@ -247,7 +241,7 @@ def deliver(node: Any, msg: Message, sessions: Sessions | None = None) -> None:
     ctx.extra["destination"] = msg.destination
     ctx.note(None, [job["sop_uid"]])
     try:
-        code = send(node, peer, job["sop_uid"], ctx, sessions)
+        code = send(node, peer, job["sop_uid"], sessions, ctx)
         if code not in DELIVERED:
             raise DeliveryError(f"C-STORE to {msg.destination}: "
                                 + (f"status 0x{code:04X}" if code >= 0 else "no answer"))
@@ -260,8 +254,7 @@ def deliver(node: Any, msg: Message, sessions: Sessions | None = None) -> None:
 
 def install(node: Any) -> None:
     sessions = Sessions(node.settings.dicom_ae_title)
-    node.outbox.register(KIND, functools.partial(deliver, node, sessions=sessions),
-                         idle=sessions.idle)
+    node.outbox.register(KIND, functools.partial(deliver, node, sessions), idle=sessions.idle)
 
 
 __all__ = ["KIND", "Rule", "parse_rules", "check", "destinations", "enqueue", "send", "Sessions",
