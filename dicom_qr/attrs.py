@@ -109,7 +109,7 @@ def _value(ds: Dataset | dict[int, bytes], tag: int, vr: str, encodings: list[st
 
 def index_values(ds: Dataset | dict[int, bytes]) -> dict[str, dict[str, Any]]:
     """Level -> column -> value, from a dataset (its elements decoded or still raw) or from
-    the value bytes of its elements of :data:`INDEXED_TAGS` (:func:`dicom_qr.header.elements`)."""
+    the value bytes of its elements of :data:`INDEXED_TAGS` (:func:`dicom_qr.header.walk`)."""
     charset = _value(ds, 0x00080005, "CS", [])
     encodings = dcs.convert_encodings(charset.split("\\") if charset else None)
     out = {level: {column: _value(ds, tag, vr, encodings)[:limit]

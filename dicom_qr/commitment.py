@@ -108,7 +108,7 @@ def _action(assoc: Any, request: dimse.Message, node: Any) -> tuple[int, str]:
     payload = json.dumps({"transaction": transaction, "refs": refs}).encode()
     try:
         with node.db.begin() as conn:
-            node.outbox.enqueue(conn, KIND, f"{peer.ae_title}@{peer.host}:{peer.port}",
+            node.outbox.enqueue(conn, KIND, str(peer),
                                 payload)
     except Exception:  # noqa: BLE001 - the outbox cannot be written
         log.exception("storage commitment %s could not be queued", transaction)

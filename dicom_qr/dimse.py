@@ -78,7 +78,7 @@ class Source(Protocol):
     def read(self, at: int, size: int) -> bytes: ...
 
 
-def in_memory(data: Any) -> bool:
+def _in_memory(data: Any) -> bool:
     return isinstance(data, (bytes, bytearray, memoryview))
 
 
@@ -183,7 +183,8 @@ def pdus(message: Message, max_length: int) -> Iterator[bytes]:
     if not room or len(command) + 6 + size + 6 <= max_length:
         pdvs = [Pdv(cid, True, True, command)]
         if data is not None:
-            pdvs.append(Pdv(cid, False, True, data if in_memory(data) else data.read(0, size)))
+            pdvs.append(Pdv(cid, False, True,
+                            data if _in_memory(data) else data.read(0, size)))
         yield encode_pdata(pdvs)
         return
     view = memoryview(command)
@@ -191,7 +192,7 @@ def pdus(message: Message, max_length: int) -> Iterator[bytes]:
         yield encode_pdata([Pdv(cid, True, at + room >= len(view), view[at:at + room])])
     if data is None:
         return
-    read = (lambda at, n, view=memoryview(data): view[at:at + n]) if in_memory(data) \
+    read = (lambda at, n, view=memoryview(data): view[at:at + n]) if _in_memory(data) \
         else data.read
     for at in range(0, max(size, 1), room):
         yield encode_pdata([Pdv(cid, False, at + room >= size, read(at, min(room, size - at)))])
@@ -295,5 +296,5 @@ def response(request: Message, field_: int, status: int, **more: Any) -> dict[st
     return out
 
 
-__all__ = ["Message", "Source", "Spool", "in_memory", "DimseError", "Assembler",
+__all__ = ["Message", "Source", "Spool", "DimseError", "Assembler",
            "decode_command", "encode_command", "fragments", "pdus", "response", "FIELDS"]

@@ -116,7 +116,7 @@ def destinations(settings: Any, *, source: str, modality: str, domains: set[str]
 def enqueue(outbox: Any, conn: Connection, peers: list[Peer], sop_uid: str) -> None:
     """Queue ``sop_uid`` for each of ``peers`` in the caller's unit of work."""
     for peer in peers:
-        outbox.enqueue(conn, KIND, f"{peer.ae_title}@{peer.host}:{peer.port}",
+        outbox.enqueue(conn, KIND, str(peer),
                        json.dumps({"sop_uid": sop_uid}).encode())
 
 
@@ -158,9 +158,8 @@ class Sessions:
     def __init__(self, ae_title: str):
         self.ae_title = ae_title
         self._lock = threading.RLock()
-        self._open: dict[str, tuple[tuple[str, str], Any]] = {}
-        self._used: dict[str, float] = {}
-        self.opened = 0                      # associations opened so far (for the curious)
+        self._open: dict[Peer, tuple[tuple[str, str], Any]] = {}
+        self._used: dict[Peer, float] = {}
 
     def store(self, peer: Peer, sop_class: str, syntax: str, path: Any) -> int:
         """C-STORE the file at ``path`` (an instance of ``sop_class`` kept in ``syntax``) on
@@ -180,7 +179,7 @@ class Sessions:
             except BaseException:
                 self._drop(peer, abort=True)
                 raise
-            self._used[f"{peer.ae_title}@{peer.host}:{peer.port}"] = time.monotonic()
+            self._used[peer] = time.monotonic()
             if not status or not assoc.is_established:   # no answer, or the association ended
                 self._drop(peer, abort=True)
             return int(getattr(status, "Status", -1)) if status else -1
@@ -188,8 +187,7 @@ class Sessions:
     def _association(self, peer: Peer, pair: tuple[str, str]) -> Any:
         from dicom_qr.association import NodeAE
 
-        name = f"{peer.ae_title}@{peer.host}:{peer.port}"
-        held = self._open.get(name)
+        held = self._open.get(peer)
         if held is not None:
             if held[0] == pair and held[1].is_established:
                 return held[1]
@@ -198,13 +196,12 @@ class Sessions:
         ae.requested_contexts = sending_contexts([pair])
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not assoc.is_established:
-            raise DeliveryError(f"no association with {name}")
-        self.opened += 1
-        self._open[name] = (pair, assoc)
+            raise DeliveryError(f"no association with {peer}")
+        self._open[peer] = (pair, assoc)
         return assoc
 
     def _drop(self, peer: Peer, abort: bool) -> None:
-        held = self._open.pop(f"{peer.ae_title}@{peer.host}:{peer.port}", None)
+        held = self._open.pop(peer, None)
         if held is not None:
             _end(held[1], abort)
 
@@ -212,15 +209,11 @@ class Sessions:
         """Release the associations unused for :data:`LINGER` seconds (all, ``stopping``)."""
         now = time.monotonic()
         with self._lock:
-            done = [name for name in self._open
-                    if stopping or now - self._used.get(name, 0.0) >= LINGER]
-            held = [self._open.pop(name) for name in done]
+            done = [peer for peer in self._open
+                    if stopping or now - self._used.get(peer, 0.0) >= LINGER]
+            held = [self._open.pop(peer) for peer in done]
         for _pair, assoc in held:
             _end(assoc, abort=False)
-
-    def close(self) -> None:
-        """Release every association kept open."""
-        self.idle(stopping=True)
 
 
 def _end(assoc: Any, abort: bool) -> None:

@@ -7,7 +7,7 @@ A data set's elements come in increasing tag order (PS3.5 7.1), so the walk stop
 element past the last tag wanted: for the imaging index, group 0020, long before the pixel data.
 Nested data sets (sequences and items of defined or undefined length, 7.5; an explicit UN of
 undefined length holds Implicit VR Little Endian, 6.2.2) are stepped over, not read.
-:func:`elements` gives each wanted top-level element's value bytes as they are.
+:func:`walk` gives each wanted top-level element's value bytes as they are.
 
 Anything that does not walk — a length past the end, an item tag where an element should be, a
 transfer syntax this reader does not walk (deflated, big endian) — raises :class:`HeaderError`;
@@ -34,17 +34,13 @@ class HeaderError(ValueError):
     """The data set does not walk here (see the module docstring)."""
 
 
-def elements(data: bytes | memoryview, syntax: str, wanted: frozenset[int]) -> dict[int, bytes]:
-    """Tag -> value bytes of the top-level elements of ``data`` (a data set in transfer syntax
-    ``syntax``) whose tag is in ``wanted``; elements absent are absent."""
-    return walk(data, syntax, wanted)[0]
-
-
 def walk(data: bytes | memoryview, syntax: str, wanted: frozenset[int]
          ) -> tuple[dict[int, bytes], int]:
-    """:func:`elements`, and where the walk stopped: the offset of the first element past the
-    last tag wanted (the end of ``data`` when there is none) — everything before it is whole
-    in ``data``, which may be only the beginning of a data set."""
+    """(tag -> value bytes of the top-level elements of ``data`` — a data set in transfer
+    syntax ``syntax`` — whose tag is in ``wanted``, elements absent being absent; where the
+    walk stopped: the offset of the first element past the last tag wanted, or the end of
+    ``data``).  Everything before that offset is whole in ``data``, which may be only the
+    beginning of a data set."""
     if syntax in (DEFLATED_LE, EXPLICIT_BE):
         raise HeaderError(f"{syntax} is not walked here")
     explicit = syntax != IMPLICIT_LE
@@ -117,4 +113,4 @@ def _item(data, at: int) -> tuple[int, int]:
     return group << 16 | number, length
 
 
-__all__ = ["HeaderError", "elements", "walk"]
+__all__ = ["HeaderError", "walk"]

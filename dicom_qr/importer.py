@@ -249,7 +249,7 @@ def send(items: list[Item], peer: Peer, calling_ae: str,
         ae.requested_contexts = sending_contexts((i.sop_class, i.syntax) for i in group)
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not assoc.is_established:
-            raise ImportFailure(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+            raise ImportFailure(f"no association with {peer}")
         try:
             for item in group:
                 item.status = _store(assoc, item)

@@ -159,5 +159,6 @@ def data_set(blob: bytes | memoryview) -> tuple[str, memoryview]:
     return syntax, view[at:]
 
 
-__all__ = ["read", "write", "file_bytes", "file_head", "data_set", "NATIVE", "IMPLICIT_LE", "EXPLICIT_LE",
-           "DEFLATED_LE", "EXPLICIT_BE", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION"]
+__all__ = ["read", "write", "file_bytes", "file_head", "data_set", "NATIVE", "IMPLICIT_LE",
+           "EXPLICIT_LE", "DEFLATED_LE", "EXPLICIT_BE", "IMPLEMENTATION_CLASS_UID",
+           "IMPLEMENTATION_VERSION"]

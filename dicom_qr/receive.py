@@ -66,29 +66,28 @@ class Received:
         return cls(attrs.index_values(ds), lambda: ds)
 
     @classmethod
-    def read(cls, data: bytes | memoryview, syntax: str) -> "Received":
-        """The data set ``data`` received in ``syntax``: walked for the index's elements, or
-        read by pydicom when it does not walk."""
+    def read(cls, data: bytes | memoryview, syntax: str,
+             rest: Callable[[], bytes] | None = None) -> "Received":
+        """The data set ``data`` received in ``syntax``: walked for the index's elements (the
+        Dataset, when asked for, is read from what the walk covered), or read by pydicom when
+        it does not walk.  ``rest``: when ``data`` is only the data set's beginning, the whole
+        of it, read if the beginning does not walk."""
         try:
-            raw = header.elements(data, syntax, attrs.INDEXED_TAGS)
+            raw, end = header.walk(data, syntax, attrs.INDEXED_TAGS)
         except header.HeaderError:
+            if rest is not None:
+                return cls.read(rest(), syntax)
             return cls.of(part10.read(data, syntax, stop_before_pixels=True))
         return cls(attrs.index_values(raw),
-                   functools.partial(part10.read, data, syntax, stop_before_pixels=True))
+                   functools.partial(part10.read, data[:end], syntax, stop_before_pixels=True))
 
     @classmethod
     def spooled(cls, region: ul.Region, syntax: str) -> "Received":
-        """A data set received into a spool file (``region``): its first :data:`HEAD` octets
-        are walked (the index's elements lie long before the pixel data); the whole is read
-        only when they do not walk."""
+        """A data set received into a spool file (``region``): read from its first
+        :data:`HEAD` octets (the index's elements lie long before the pixel data)."""
         head = region.read(0, min(region.length, HEAD))
-        try:
-            raw, end = header.walk(head, syntax, attrs.INDEXED_TAGS)
-        except header.HeaderError:
-            whole = head if len(head) == region.length else region.read(0, region.length)
-            return cls.read(whole, syntax)
-        return cls(attrs.index_values(raw),
-                   functools.partial(part10.read, head[:end], syntax, stop_before_pixels=True))
+        return cls.read(head, syntax, None if len(head) == region.length
+                        else lambda: region.read(0, region.length))
 
     def dataset(self) -> Dataset:
         if self._ds is None:

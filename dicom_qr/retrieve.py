@@ -250,7 +250,7 @@ def _move(assoc: ul.Association, request: Message, node: Any, ctx: Context) -> M
         log.info("C-MOVE to unknown destination %r refused", destination)
         ctx.fail(SERIOUS_FAILURE, f"unknown Move Destination {destination!r}")
         return _final(assoc, request, dimse.C_MOVE_RSP, MOVE_DESTINATION_UNKNOWN)
-    ctx.extra["destination"] = f"{peer.ae_title}@{peer.host}:{peer.port}"
+    ctx.extra["destination"] = str(peer)
 
     def open_destination(found: list[Stored]):
         try:

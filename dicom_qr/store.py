@@ -74,6 +74,11 @@ def _said(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in keys and v not in ("", None)}
 
 
+def _holds(held: dict[str, Any], attributes: dict[str, Any]) -> bool:
+    """A known row already holds every attribute given."""
+    return all(held.get(k) == v for k, v in attributes.items())
+
+
 def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: dict[str, Any],
             known: Known, written: Known) -> int:
     """The id of the row of ``table`` whose ``keys`` columns have ``values``' values: updated
@@ -85,7 +90,7 @@ def _upsert(conn: Connection, table: sa.Table, keys: tuple[str, ...], values: di
     attributes = {k: v for k, v in said.items() if k not in _STAMPS}
     if ident in known:
         pk, held = known[ident]
-        if all(held.get(k) == v for k, v in attributes.items()):
+        if _holds(held, attributes):
             return pk
         written[ident] = (pk, {**held, **attributes})
         conn.execute(_statements(table, keys)[2], {**said, "row_pk": pk})
@@ -136,24 +141,22 @@ def _instance_row(db, values: dict[str, Any]) -> int:
         return cursor.fetchone()[0]
 
 
+_LEVELS = ((dicom_patient, "patient", ("patient_id", "issuer"), None),
+           (dicom_study, "study", ("study_uid",), "patient_pk"),
+           (dicom_series, "series", ("series_uid",), "study_pk"))
+
+
 def _unchanged(levels: dict[str, dict[str, Any]], known: Known) -> list[int] | None:
     """The ids of the patient, study and series rows when ``known`` says each holds every
-    attribute ``levels`` gives it already; else None."""
+    attribute ``levels`` gives it already (the study under that patient, the series under
+    that study), as :func:`_upsert` would find; else None."""
     pks: list[int] = []
-    for table, level, keys, parent in ((dicom_patient, "patient", ("patient_id", "issuer"), ""),
-                                       (dicom_study, "study", ("study_uid",), "patient_pk"),
-                                       (dicom_series, "series", ("series_uid",), "study_pk")):
-        values = levels[level]
+    for table, level, keys, parent in _LEVELS:
+        values = levels[level] if parent is None else {**levels[level], parent: pks[-1]}
         entry = known.get((table.name, tuple(values[k] for k in keys)))
-        if entry is None:
+        if entry is None or not _holds(entry[1], _said(values, keys)):
             return None
-        pk, held = entry
-        if parent and held.get(parent) != pks[-1]:     # the row under another parent now
-            return None
-        if any(v not in ("", None) and k not in keys and held.get(k) != v
-               for k, v in values.items()):
-            return None
-        pks.append(pk)
+        pks.append(entry[0])
     return pks
 
 

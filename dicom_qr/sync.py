@@ -91,7 +91,7 @@ class Source:
         self.peer = peer
         self.assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
         if not self.assoc.is_established:
-            raise SyncError(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
+            raise SyncError(f"no association with {peer}")
 
     def find(self, keys: dict[str, str]) -> list[Dataset]:
         q = Dataset()

@@ -109,17 +109,17 @@ class Association:
         self._release = False
         self._next_id = 0
 
+    def discard_partial(self) -> None:
+        """Drop the spool of a data set the association's end cut short."""
+        self._assembler.discard()
+
     def context(self, message: dimse.Message) -> acse.Context:
         return self.agreed.contexts[message.context_id]
 
     def send(self, *messages: dimse.Message) -> None:
-        """Send ``messages`` in one write (each in its own PDUs) — or, when one carries a data
-        set still in a file (:class:`Region`), in writes of about
-        :data:`WRITE` octets as its PDUs are read."""
-        if all(m.data is None or dimse.in_memory(m.data) for m in messages):
-            self.sock.sendall(b"".join(raw for m in messages
-                                       for raw in dimse.fragments(m, self.agreed.peer_max_length)))
-            return
+        """Send ``messages`` (each in its own PDUs) in writes of about :data:`WRITE` octets —
+        one write for the usual few messages; a data set still in a file (:class:`Region`) is
+        read as its PDUs are made."""
         batch: list[bytes] = []
         held = 0
         for m in messages:
@@ -378,7 +378,7 @@ class Listener:
                 finally:
                     _remove_spool(message.data)
         finally:
-            assoc._assembler.discard()          # a data set cut short by the association's end
+            assoc.discard_partial()
 
     def _dispatch(self, assoc: Association, message: dimse.Message) -> None:
         service = self.services.get(message.field)
@@ -406,5 +406,5 @@ def _remove_spool(data: Any) -> None:
             pass
 
 
-__all__ = ["Region", "Association", "Listener", "Closed", "Refused", "request_association", "Service",
-           "read_pdu", "no_delay", "ARTIM", "IDLE"]
+__all__ = ["Region", "Association", "Listener", "Closed", "Refused", "request_association",
+           "Service", "read_pdu", "no_delay", "ARTIM", "IDLE"]

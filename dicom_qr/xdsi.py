@@ -72,25 +72,32 @@ def _code(value: str, scheme: str, display: str) -> Code:
     return Code(value, scheme, (LocalizedString(display),))
 
 
-def due(conn: Connection, cutoff: dt.datetime) -> list[str]:
-    """Study UIDs quiet since ``cutoff`` whose manifest is missing, out of date (more or fewer
-    instances than it covers), or waiting / failed and last tried before ``cutoff``."""
-    rows = conn.execute(_activity().having(sa.func.max(I.c.received_at) <= cutoff))
-    return sorted(r.study_uid for r in rows if _due(r, cutoff))
-
-
-def due_among(conn: Connection, cutoff: dt.datetime, pks: list[int]
-              ) -> tuple[list[str], set[int]]:
-    """:func:`due` among the studies of row ids ``pks`` only: (their due study UIDs, the ids of
-    those not quiet since ``cutoff``)."""
-    uids, active = [], set()
+def due_among(conn: Connection, cutoff: dt.datetime, pks: list[int] | None
+              ) -> tuple[dict[int, str], set[int]]:
+    """({study id: UID} of the due studies — quiet since ``cutoff`` and their manifest missing,
+    out of date (more or fewer instances than it covers), or waiting / failed and last tried
+    before ``cutoff`` —; ids of the studies not quiet since ``cutoff``) among the studies of
+    row ids ``pks`` (None: every study)."""
+    if pks is None:
+        return _look(conn, cutoff, None)
+    found: dict[int, str] = {}
+    active: set[int] = set()
     for at in range(0, len(pks), CHUNK):
-        for r in conn.execute(_activity().where(ST.c.id.in_(pks[at:at + CHUNK]))):
-            if _aware(r.last) > cutoff:
-                active.add(r.id)
-            elif _due(r, cutoff):
-                uids.append(r.study_uid)
-    return sorted(uids), active
+        more, busy = _look(conn, cutoff, ST.c.id.in_(pks[at:at + CHUNK]))
+        found.update(more)
+        active |= busy
+    return found, active
+
+
+def _look(conn: Connection, cutoff: dt.datetime, where: Any) -> tuple[dict[int, str], set[int]]:
+    q = _activity() if where is None else _activity().where(where)
+    found, active = {}, set()
+    for r in conn.execute(q):
+        if _aware(r.last) > cutoff:
+            active.add(r.id)
+        elif _due(r, cutoff):
+            found[r.id] = r.study_uid
+    return found, active
 
 
 def _activity() -> sa.Select:
@@ -126,7 +133,7 @@ class Watch:
     the studies that received instances and were not quiet yet.  A poll looks at those
     studies, the ones with newer instance rows, and the ones whose manifest waits or failed —
     never at the rest.  The first poll (a new Watch: the node just started) reads everything
-    once, as :func:`due` does."""
+    once."""
 
     def __init__(self) -> None:
         self.mark: int | None = None
@@ -315,27 +322,16 @@ def publish_due(node: Any, now: dt.datetime | None = None, watch: Watch | None =
     cutoff = now - dt.timedelta(seconds=node.settings.dicom_xdsi_quiet)
     with node.db.read() as conn:
         pks = watch.candidates(conn, cutoff, now) if watch is not None else None
-        if pks is None:
-            studies = due(conn, cutoff)
-            active = set(conn.execute(
-                sa.select(SE.c.study_pk).distinct().select_from(
-                    I.join(SE, I.c.series_pk == SE.c.id))
-                .where(I.c.received_at > cutoff)).scalars()) if watch is not None else set()
-        else:
-            studies, active = due_among(conn, cutoff, pks)
+        studies, active = due_among(conn, cutoff, pks)
     out = {}
-    for uid in studies:
+    for uid in sorted(studies.values()):
         try:
             out[uid] = publish(node, uid, now)
         except Exception:  # noqa: BLE001 - one study's failure does not stop the others
             log.exception("XDS-I manifest of study %s", uid)
             out[uid] = FAILED
     if watch is not None:
-        failed = set()
-        if FAILED in out.values():
-            with node.db.read() as conn:
-                failed = set(conn.execute(sa.select(ST.c.id).where(ST.c.study_uid.in_(
-                    [u for u, st in out.items() if st == FAILED]))).scalars())
+        failed = {pk for pk, uid in studies.items() if out[uid] == FAILED}
         watch.looked_at(active, failed, None if pks is None else set(pks))
     return out
 
@@ -373,5 +369,5 @@ class Publisher:
                 log.exception("XDS-I publishing")
 
 
-__all__ = ["PUBLISHED", "WAITING", "FAILED", "due", "due_among", "Watch", "affinity_id", "submission", "publish",
-           "publish_due", "Publisher"]
+__all__ = ["PUBLISHED", "WAITING", "FAILED", "due_among", "Watch", "affinity_id",
+           "submission", "publish", "publish_due", "Publisher"]

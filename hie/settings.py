@@ -47,6 +47,9 @@ class Peer:
             raise ValueError(f"DICOM peer must be AE@host:port, not {text!r}")
         return cls(ae, host, int(port))
 
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -403,7 +403,8 @@ def test_a_data_set_past_the_spill_size_is_spooled_not_held(with_peer, tmp_path,
     assert len(spools) == 1                                  # the big one only
     assert not Path(spools[0].path).exists()                 # removed once served
     with live.node.db.read() as c:
-        rows = dict(c.execute(sa.select(dicom_instance.c.sop_uid, dicom_instance.c.blob_key)).all())
+        rows = dict(c.execute(sa.select(dicom_instance.c.sop_uid,
+                                        dicom_instance.c.blob_key)).all())
     with live.node.blobs.open(rows[str(ds.SOPInstanceUID)]) as fh:
         kept = fh.read()
     assert part10.data_set(kept)[1] == part10.data_set(big.read_bytes())[1]   # as sent

@@ -13,7 +13,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
-from dicom_qr import attrs, header, part10
+from dicom_qr import attrs, header, part10, receive
 
 IMPLICIT, EXPLICIT = part10.IMPLICIT_LE, part10.EXPLICIT_LE
 
@@ -52,6 +52,10 @@ def _instance(charset: str = "GB18030", undefined: bool = False) -> Dataset:
     return ds
 
 
+def _elements(data, syntax, wanted):
+    return header.walk(data, syntax, wanted)[0]
+
+
 def _bytes(ds: Dataset, syntax: str) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, syntax == IMPLICIT
@@ -65,12 +69,25 @@ def test_the_walk_gives_what_pydicom_reads(syntax, undefined):
     data = _bytes(_instance(undefined=undefined), syntax)
     if undefined:
         assert b"\xfe\xff\xdd\xe0" in data            # sequence delimiters really written
-    raw = header.elements(data, syntax, attrs.INDEXED_TAGS)
+    raw = _elements(data, syntax, attrs.INDEXED_TAGS)
     expected = attrs.index_values(part10.read(data, syntax, stop_before_pixels=True))
     assert attrs.index_values(raw) == expected
     assert expected["patient"]["name_norm"] == "王小明"
     assert expected["study"]["description"] == "胸部CT平扫"
     assert expected["instance"]["instance_number"] == "7"
+    _, end = header.walk(data, syntax, attrs.INDEXED_TAGS)
+    assert end < data.index(b"\xe0\x7f\x10\x00")     # stopped before the pixel data
+    assert attrs.index_values(part10.read(data[:end], syntax)) == expected
+
+
+def test_a_beginning_that_does_not_walk_is_read_whole():
+    data = _bytes(_instance(undefined=True), IMPLICIT)
+    whole = receive.Received.read(data, IMPLICIT)
+    asked: list[int] = []
+    cut = receive.Received.read(data[:150], IMPLICIT,
+                                lambda: asked.append(1) or data)     # cut inside an element
+    assert asked == [1] and cut.levels == whole.levels
+    assert str(cut.dataset().PatientName) == str(whole.dataset().PatientName)
 
 
 def test_an_explicit_un_of_undefined_length_is_stepped_over():
@@ -82,41 +99,41 @@ def test_an_explicit_un_of_undefined_length_is_stepped_over():
     uid = b"1.2.3.4\x00"
     data = (struct.pack("<HH2sH", 0x0008, 0x0018, b"UI", len(uid)) + uid + un
             + struct.pack("<HH2sH", 0x0010, 0x0020, b"LO", 4) + b"P001")
-    assert header.elements(data, EXPLICIT, attrs.INDEXED_TAGS) == {0x00080018: uid,
+    assert _elements(data, EXPLICIT, attrs.INDEXED_TAGS) == {0x00080018: uid,
                                                                      0x00100020: b"P001"}
 
 
 def test_the_walk_stops_after_the_last_wanted_tag():
     data = _bytes(_instance(), EXPLICIT)
     # whatever follows (0020,0013) is never read: a broken tail does not matter
-    assert header.elements(data + b"\xff" * 7, EXPLICIT, attrs.INDEXED_TAGS)[0x00200013] == b"7 "
+    assert _elements(data + b"\xff" * 7, EXPLICIT, attrs.INDEXED_TAGS)[0x00200013] == b"7 "
 
 
 @pytest.mark.parametrize("cut", [3, 10, 100, 200])
 def test_a_truncated_data_set_does_not_walk(cut):
     data = _bytes(_instance(undefined=True), IMPLICIT)
     with pytest.raises(header.HeaderError):
-        header.elements(data[:cut], IMPLICIT, attrs.INDEXED_TAGS | {0x7FE00010})
+        _elements(data[:cut], IMPLICIT, attrs.INDEXED_TAGS | {0x7FE00010})
 
 
 @pytest.mark.parametrize("syntax", [part10.DEFLATED_LE, part10.EXPLICIT_BE])
 def test_syntaxes_not_walked_are_left_to_pydicom(syntax):
     with pytest.raises(header.HeaderError):
-        header.elements(b"", syntax, attrs.INDEXED_TAGS)
+        _elements(b"", syntax, attrs.INDEXED_TAGS)
 
 
 def test_an_item_where_an_element_belongs_does_not_walk():
     data = struct.pack("<HHI", 0x0008, 0x1140, 0xFFFFFFFF) + struct.pack("<HHI", 0x0008,
                                                                           0x0018, 4) + b"1.2\x00"
     with pytest.raises(header.HeaderError):
-        header.elements(data, IMPLICIT, attrs.INDEXED_TAGS)
+        _elements(data, IMPLICIT, attrs.INDEXED_TAGS)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from([IMPLICIT, EXPLICIT]))
 def test_any_bytes_walk_or_raise_header_error(data, syntax):
     try:
-        found = header.elements(data, syntax, attrs.INDEXED_TAGS)
+        found = _elements(data, syntax, attrs.INDEXED_TAGS)
     except header.HeaderError:
         return
     assert set(found) <= attrs.INDEXED_TAGS
@@ -137,7 +154,7 @@ def test_names_and_texts_decode_as_pydicom_decodes_them(charset, name, descripti
         ds.ReferringPhysicianName = "LI^YISHENG"
         ds.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeMeaning = "CHEST"
     data = _bytes(ds, EXPLICIT)
-    values = attrs.index_values(header.elements(data, EXPLICIT, attrs.INDEXED_TAGS))
+    values = attrs.index_values(_elements(data, EXPLICIT, attrs.INDEXED_TAGS))
     decoded = part10.read(data, EXPLICIT, stop_before_pixels=True)
     decoded.decode()                                   # pydicom's own decoding of every value
     assert values["patient"]["patient_name"] == str(decoded.PatientName) == name
